@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "mesh",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mesh", targets: ["mesh"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        // No pkgConfig: Debian's libzmq.pc adds -isystem flags for Kerberos that SwiftPM refuses
+        // with a warning; the header and library are in the default paths (apt: libzmq3-dev).
+        .systemLibrary(name: "CZeroMQ"),
+        .systemLibrary(name: "CSodium"),
+        .target(name: "CMeshSystem"),
+        .target(
+            name: "MeshTransport",
+            dependencies: [
+                "CZeroMQ",
+                "CSodium",
+                "CMeshSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MeshWire",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(
+            name: "MeshAgent",
+            dependencies: [
+                "MeshTransport",
+                "MeshWire",
+                "CMeshSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MeshCLI",
+            dependencies: [
+                "MeshAgent",
+                "MeshTransport",
+                "MeshWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "mesh", dependencies: ["MeshCLI"]),
+        .executableTarget(
+            name: "TransportBenchmark",
+            dependencies: ["MeshTransport", "CZeroMQ"],
+            path: "Benchmarks/TransportBenchmark"
+        ),
+        .target(name: "MeshTestSupport", path: "Tests/MeshTestSupport"),
+        .testTarget(name: "MeshTransportTests", dependencies: ["MeshTransport", "CZeroMQ", "MeshTestSupport"]),
+        .testTarget(name: "MeshWireTests", dependencies: ["MeshWire"]),
+        .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshTransport", "MeshWire", "MeshTestSupport"]),
+        .testTarget(
+            name: "MeshIntegrationTests",
+            dependencies: ["mesh", "MeshAgent", "MeshTransport", "MeshWire", "MeshTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,16 @@
+#ifndef MESH_CMESHSYSTEM_H
+#define MESH_CMESHSYSTEM_H
+#include <sys/types.h>
+
+/// Names the calling thread (the kernel keeps 15 bytes), as /proc/PID/task/TID/comm shows it.
+void mesh_set_current_thread_name(const char *name);
+
+/// pidfd_open(2): a file descriptor that becomes readable when the process exits. -1 and errno set
+/// on failure.
+int mesh_pidfd_open(pid_t pid);
+
+/// posix_spawn with the child in a new session (and so its own process group), stdin from
+/// /dev/null and stdout/stderr appended to the given files (NULL: inherit). Returns 0 or an errno.
+int mesh_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+               const char *stdout_path, const char *stderr_path, int new_session);
+#endif

@@ -1,0 +1,96 @@
+import SwiftProtobuf
+
+/// Encoding and decoding of the messages agents and clients exchange (`Protos/mesh_wire.proto`).
+///
+/// Every message is one `WireEnvelope` carrying the sender's protocol version. `decode` checks the
+/// version before anything else looks at the body, so a peer from an incompatible release gets a
+/// clear `WireError.incompatibleVersion` rather than a misread message.
+public enum Wire {
+    /// The protocol this build speaks.
+    public static let protocolVersion: UInt32 = 1
+    /// The oldest protocol this build still understands.
+    public static let oldestSupportedVersion: UInt32 = 1
+    /// Envelopes larger than this are refused before parsing.
+    public static let maxEnvelopeSize = 16 << 20
+
+    public static func isSupported(_ version: UInt32) -> Bool {
+        (oldestSupportedVersion...protocolVersion).contains(version)
+    }
+
+    /// An envelope of this build's version around `body`.
+    public static func envelope(_ body: WireEnvelope.OneOf_Body, requestID: UInt64 = 0) -> WireEnvelope {
+        var e = WireEnvelope()
+        e.protocolVersion = protocolVersion
+        e.requestID = requestID
+        e.body = body
+        return e
+    }
+
+    public static func encode(_ envelope: WireEnvelope) -> [UInt8] {
+        // Encoding a message built in memory cannot fail: it has no required fields and no Any.
+        try! envelope.serializedBytes()
+    }
+
+    public static func encode(_ body: WireEnvelope.OneOf_Body, requestID: UInt64 = 0) -> [UInt8] {
+        encode(envelope(body, requestID: requestID))
+    }
+
+    /// Parses an envelope and checks its version.
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> WireEnvelope {
+        guard bytes.count <= maxEnvelopeSize else { throw .tooLarge(bytes.count) }
+        let e: WireEnvelope
+        do {
+            e = try WireEnvelope(serializedBytes: bytes)
+        } catch {
+            throw .malformed("\(error)")
+        }
+        guard e.protocolVersion != 0 else { throw .malformed("no protocol version") }
+        guard isSupported(e.protocolVersion) else { throw .incompatibleVersion(peer: e.protocolVersion, requestID: e.requestID) }
+        guard e.body != nil else { throw .malformed("empty message") }
+        return e
+    }
+
+    /// The error reply for a message that could not be used.
+    public static func errorReply(for error: WireError) -> WireEnvelope {
+        var err = WireErrorReply()
+        err.message = error.description
+        switch error {
+        case .malformed, .tooLarge: err.code = .malformed
+        case .incompatibleVersion:
+            err.code = .incompatibleVersion
+            err.oldestSupportedVersion = oldestSupportedVersion
+            err.newestSupportedVersion = protocolVersion
+        }
+        var requestID: UInt64 = 0
+        if case .incompatibleVersion(_, let id) = error { requestID = id }
+        return envelope(.error(err), requestID: requestID)
+    }
+
+    public static func error(_ code: WireErrorReply.Code, _ message: String, requestID: UInt64) -> WireEnvelope {
+        var err = WireErrorReply()
+        err.code = code
+        err.message = message
+        return envelope(.error(err), requestID: requestID)
+    }
+}
+
+/// Why bytes from the network could not be used.
+public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
+    case malformed(String)
+    case tooLarge(Int)
+    case incompatibleVersion(peer: UInt32, requestID: UInt64)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "malformed message: \(why)"
+        case .tooLarge(let n): "message of \(n) bytes is over the limit of \(Wire.maxEnvelopeSize)"
+        case .incompatibleVersion(let v, _):
+            "incompatible protocol version \(v): this agent speaks \(Wire.oldestSupportedVersion)–\(Wire.protocolVersion) (mesh \(MeshVersion.string)); run the same mesh release on every host"
+        }
+    }
+}
+
+/// The release of this build.
+public enum MeshVersion {
+    public static let string = "0.1.0"
+}

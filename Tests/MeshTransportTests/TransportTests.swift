@@ -1,0 +1,234 @@
+import CZeroMQ
+import MeshTestSupport
+import Testing
+
+@testable import MeshTransport
+
+@Suite("Transport round trips")
+struct TransportRoundTripTests {
+    @Test("plaintext request and reply through the I/O thread")
+    func plaintextRoundTrip() async throws {
+        let server = try EchoServer(security: .plaintext)
+        defer { server.shutdown() }
+        let reply = try await onThread {
+            let client = try RequestClient(endpoint: server.endpoint, security: .plaintext, settings: .testing)
+            return try client.request([[1, 2, 3], [4]], timeout: .seconds(5))
+        }
+        #expect(reply.frames == [[1, 2, 3], [4]])
+    }
+
+    @Test("CURVE with the mesh's client key: reply arrives, ZAP labels the connection 'client'")
+    func curveRoundTrip() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        defer { server.shutdown() }
+        let reply = try await onThread {
+            let client = try RequestClient(
+                endpoint: server.endpoint, security: TransportSecurity.curve(meshKeys).client(as: .client),
+                settings: .testing)
+            return try client.request([Array("hello".utf8)], timeout: .seconds(5))
+        }
+        #expect(reply.frames == [Array("hello".utf8)])
+        #expect(server.seen.value.first?.userID == "client")
+    }
+
+    @Test("a peer DEALER gets its reply back on the peer connection, labelled 'peer'")
+    func peerRoundTrip() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        defer { server.shutdown() }
+        let other = try EchoServer(security: .curve(meshKeys))
+        defer { other.shutdown() }
+        let endpoint = server.endpoint
+        try other.transport.run { loop in try loop.connect("a", endpoint: endpoint) }
+        #expect(await eventually { other.events.value.contains { if case .peer("a", _, .established) = $0 { true } else { false } } })
+        let outcome = try other.transport.run { loop in loop.send(to: "a", [[9, 9]]) }
+        #expect(outcome == .sent)
+        #expect(await eventually { other.seen.value.contains { $0.source == .peer("a") && $0.frames == [[9, 9]] } })
+        #expect(server.seen.value.first?.userID == "peer")
+    }
+
+    @Test("sending to a peer that is not connected is refused at once, not queued")
+    func sendWithoutConnectionWouldBlock() async throws {
+        let t = try Transport(settings: .testing, security: .curve(meshKeys))
+        defer { t.shutdown() }
+        let outcome = try t.run { loop in
+            try loop.connect("nobody", endpoint: "tcp://127.0.0.1:1")
+            return loop.send(to: "nobody", [[1]])
+        }
+        #expect(outcome == .wouldBlock)
+    }
+
+    @Test("work from many threads all runs on the I/O thread")
+    func executeFromManyThreads() async throws {
+        let t = try Transport(settings: .testing, security: .plaintext)
+        defer { t.shutdown() }
+        let count = Box(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await onThread {
+                        for _ in 0..<500 { t.execute { _ in count.update { $0 += 1 } } }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await eventually { count.value == 4000 })
+    }
+
+    @Test("timers fire in deadline order and a cancelled one never fires")
+    func timers() async throws {
+        let t = try Transport(settings: .testing, security: .plaintext)
+        defer { t.shutdown() }
+        let fired = Box<[Int]>([])
+        try t.run { loop in
+            loop.schedule(after: .milliseconds(60)) { _ in fired.update { $0.append(3) } }
+            loop.schedule(after: .milliseconds(10)) { _ in fired.update { $0.append(1) } }
+            let x = loop.schedule(after: .milliseconds(30)) { _ in fired.update { $0.append(99) } }
+            loop.schedule(after: .milliseconds(20)) { _ in fired.update { $0.append(2) } }
+            loop.cancel(x)
+        }
+        #expect(await eventually { fired.value.count == 3 })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(fired.value == [1, 2, 3])
+    }
+}
+
+@Suite("Transport security")
+struct TransportSecurityTests {
+    @Test("a client holding another mesh's key gets a handshake error quickly, not a hang")
+    func wrongServerKey() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        defer { server.shutdown() }
+        let started = ContinuousClock.now
+        let error = try await onThread { () -> RequestError? in
+            try requestFailure(
+                endpoint: server.endpoint, security: TransportSecurity.curve(otherMeshKeys).client(as: .client),
+                settings: .testing, timeout: .seconds(10))
+        }
+        let elapsed = ContinuousClock.now - started
+        guard case .handshakeFailed = error else {
+            Issue.record("expected a handshake failure, got \(String(describing: error))")
+            return
+        }
+        // Bounded: far below the 10 s the client was willing to wait.
+        #expect(elapsed < .seconds(5))
+        #expect(server.seen.value.isEmpty)
+    }
+
+    @Test("a client key that is not the mesh's is refused by ZAP, and the server reports it")
+    func unknownClientKey() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        defer { server.shutdown() }
+        let stranger = CurveKeyPair.random()
+        let error = try await onThread { () -> RequestError? in
+            try requestFailure(
+                endpoint: server.endpoint,
+                security: .curve(serverPublicKey: meshKeys.server.publicKey, client: stranger),
+                settings: .testing, timeout: .seconds(10))
+        }
+        #expect(error == .handshakeFailed(.authentication(status: 400)))
+        #expect(server.seen.value.isEmpty)
+        let fingerprint = KeyFingerprint.of(stranger.publicKey)
+        #expect(await eventually {
+            server.events.value.contains {
+                if case .rejected(_, "CURVE", fingerprint) = $0 { true } else { false }
+            }
+        })
+    }
+
+    @Test("a plaintext client cannot talk to a CURVE server")
+    func plaintextClientRefused() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        defer { server.shutdown() }
+        let error = try await onThread { () -> RequestError? in
+            try requestFailure(endpoint: server.endpoint, security: .plaintext, settings: .testing, timeout: .seconds(3))
+        }
+        #expect(error != nil)
+        #expect(server.seen.value.isEmpty)
+    }
+
+    @Test("nothing listening: the client times out and says the connection was refused")
+    func refused() async throws {
+        // Bind and release a port so that nothing listens on it.
+        let t = try Transport(settings: .testing, security: .plaintext)
+        let endpoint = try t.run { loop in try loop.listen("tcp://127.0.0.1:*") }
+        t.shutdown()
+        let error = try await onThread { () -> RequestError? in
+            try requestFailure(endpoint: endpoint, security: .plaintext, settings: .testing, timeout: .milliseconds(600))
+        }
+        #expect(error == .timedOut(.refused))
+    }
+}
+
+@Suite("Transport limits and lifecycle")
+struct TransportLimitTests {
+    @Test("an oversized frame is dropped and the server keeps answering")
+    func oversizeDropped() async throws {
+        var settings = TransportSettings.testing
+        settings.maxMessageSize = 1024
+        let server = try EchoServer(security: .plaintext, settings: settings)
+        defer { server.shutdown() }
+        let endpoint = server.endpoint
+        let big = [UInt8](repeating: 7, count: 64 * 1024)
+        let bigReply = try await onThread { () -> ReceivedMessage? in
+            let client = try RequestClient(endpoint: endpoint, security: .plaintext, settings: .testing)
+            return try? client.request([big], timeout: .milliseconds(500))
+        }
+        #expect(bigReply == nil)
+        let small = try await onThread {
+            let client = try RequestClient(endpoint: endpoint, security: .plaintext, settings: .testing)
+            return try client.request([[1, 2]], timeout: .seconds(5))
+        }
+        #expect(small.frames == [[1, 2]])
+        #expect(!server.seen.value.contains { $0.frames.first?.count == big.count })
+    }
+
+    @Test("a message with too many frames is cut to the limit and marked truncated")
+    func tooManyFrames() async throws {
+        var settings = TransportSettings.testing
+        settings.maxFrames = 4
+        let server = try EchoServer(security: .plaintext, settings: settings)
+        defer { server.shutdown() }
+        let endpoint = server.endpoint
+        _ = try await onThread {
+            let client = try RequestClient(endpoint: endpoint, security: .plaintext, settings: .testing)
+            return try client.request((0..<100).map { [UInt8($0)] }, timeout: .seconds(5))
+        }
+        let m = try #require(server.seen.value.first)
+        #expect(m.truncated)
+        #expect(m.frames.count <= 5)
+    }
+
+    @Test("a peer whose server shuts down is reported lost at once")
+    func lostPeer() async throws {
+        let server = try EchoServer(security: .curve(meshKeys))
+        let watcher = try EchoServer(security: .curve(meshKeys))
+        defer { watcher.shutdown() }
+        let endpoint = server.endpoint
+        try watcher.transport.run { loop in try loop.connect("s", endpoint: endpoint) }
+        #expect(await eventually { watcher.events.value.contains { if case .peer("s", _, .established) = $0 { true } else { false } } })
+        let stopped = ContinuousClock.now
+        server.shutdown()
+        #expect(await eventually { watcher.events.value.contains { if case .peer("s", _, .lost) = $0 { true } else { false } } })
+        #expect(ContinuousClock.now - stopped < .seconds(2))
+    }
+
+    @Test("shutdown joins the I/O thread and libzmq's threads")
+    func shutdownLeavesNoThreads() async throws {
+        var settings = TransportSettings.testing
+        let tag = Int32.random(in: 100...999)
+        settings.threadName = "mt-\(tag)"
+        settings.zmqThreadNamePrefix = tag
+        let t = try Transport(settings: settings, security: .curve(meshKeys))
+        _ = try t.run { loop in try loop.listen("tcp://127.0.0.1:*") }
+        let mine = { currentThreadNames().filter { $0 == "mt-\(tag)" || $0.hasPrefix("\(tag)/") } }
+        #expect(mine().count >= 3, "threads: \(currentThreadNames())")
+        let started = ContinuousClock.now
+        t.shutdown()
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(mine().isEmpty)
+        #expect(!t.isRunning)
+        t.shutdown()  // idempotent
+        #expect(throws: TransportError.self) { try t.run { _ in 1 } }
+    }
+}
