@@ -15,6 +15,10 @@ int mesh_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+int mesh_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
 int mesh_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                const char *stdout_path, const char *stderr_path, int new_session) {
     posix_spawn_file_actions_t actions;

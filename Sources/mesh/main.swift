@@ -1,1 +1,3 @@
-print("mesh")
+import MeshCLI
+
+MeshCommand.main()

@@ -9,6 +9,10 @@ void mesh_set_current_thread_name(const char *name);
 /// on failure.
 int mesh_pidfd_open(pid_t pid);
 
+/// pidfd_send_signal(2): signals exactly the process the pidfd names, never a later one that reused
+/// its pid. 0, or -1 and errno set.
+int mesh_pidfd_send_signal(int pidfd, int sig);
+
 /// posix_spawn with the child in a new session (and so its own process group), stdin from
 /// /dev/null and stdout/stderr appended to the given files (NULL: inherit). Returns 0 or an errno.
 int mesh_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],

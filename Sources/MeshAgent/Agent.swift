@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import MeshTransport
+import MeshWire
+import Synchronization
+
+/// What an agent is started with.
+public struct AgentConfiguration: Sendable {
+    /// The node's name in the mesh; defaults to the host name.
+    public var name: String
+    public var dataDirectory: DataDirectory
+    /// Where to listen for peers and remote clients (`--listen`).
+    public var listen: AgentAddress
+    /// The address other hosts should dial (`--advertise`); defaults to the bound address, with the
+    /// host name in place of a wildcard.
+    public var advertise: AgentAddress?
+    public var transport: TransportSettings
+
+    public init(
+        name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
+        listen: AgentAddress = .tcp(host: "0.0.0.0", port: AgentAddress.defaultPort),
+        advertise: AgentAddress? = nil, transport: TransportSettings = .init()
+    ) {
+        self.name = name
+        self.dataDirectory = dataDirectory
+        self.listen = listen
+        self.advertise = advertise
+        self.transport = transport
+    }
+
+    public static var defaultName: String {
+        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+    }
+}
+
+/// A running agent: its data directory locked, its key loaded, its transport listening on TCP and
+/// on the local ipc socket. Stop it with `shutdown()`.
+public final class Agent: Sendable {
+    public let configuration: AgentConfiguration
+    public let keys: MeshKeys
+    /// The TCP endpoint actually bound (with the real port when `--listen` asked for port 0).
+    public let boundAddress: AgentAddress
+    public let advertisedAddress: AgentAddress
+    private let transport: Transport
+    private let directoryLock: DirectoryLock
+    private let logger: Logger
+
+    /// Starts an agent. Fails with a clear `AgentError` if the data directory, key or port cannot
+    /// be used; nothing is left running then.
+    public static func start(_ configuration: AgentConfiguration, logger: Logger = Logger(label: "mesh.agent")) throws(AgentError) -> Agent {
+        let dir = configuration.dataDirectory
+        try dir.create()
+        let secret = try dir.readKey()
+        let lock = try dir.lock()
+        do {
+            return try Agent(configuration: configuration, secret: secret, lock: lock, logger: logger)
+        } catch {
+            lock.release()
+            throw error
+        }
+    }
+
+    private init(configuration: AgentConfiguration, secret: ClusterSecret, lock: DirectoryLock, logger: Logger) throws(AgentError) {
+        let dir = configuration.dataDirectory
+        guard dir.socketPath.utf8.count <= 107 else { throw .socketPathTooLong(dir.socketPath) }
+        var tagged = logger
+        tagged[metadataKey: "node"] = "\(configuration.name)"
+        let logger = tagged
+        self.configuration = configuration
+        self.keys = secret.keys
+        self.directoryLock = lock
+        self.logger = logger
+
+        let node = Box<WireNodeInfo>(WireNodeInfo())
+        let transport: Transport
+        do {
+            transport = try Transport(settings: configuration.transport, security: .curve(secret.keys), logger: logger) { _ in
+                AgentHandler(node: node, logger: logger)
+            }
+        } catch {
+            throw .transport(error as? TransportError ?? TransportError("start", detail: "\(error)"))
+        }
+        self.transport = transport
+
+        // A socket file left by an agent that crashed would make the bind fail; the lock we hold
+        // proves that no live agent owns it.
+        unlink(dir.socketPath)
+        let listen = configuration.listen
+        let bound: String
+        do {
+            bound = try transport.run { loop in try loop.listen(listen.endpoint) }
+            _ = try transport.run { loop in try loop.listen(dir.localAddress.endpoint) }
+        } catch {
+            transport.shutdown()
+            throw .listen(listen.description, error as? TransportError ?? TransportError("listen", detail: "\(error)"))
+        }
+        chmod(dir.socketPath, 0o600)
+        boundAddress = AgentAddress(endpoint: bound) ?? listen
+        advertisedAddress = configuration.advertise ?? Agent.defaultAdvertise(boundAddress)
+
+        var info = WireNodeInfo()
+        info.name = configuration.name
+        info.version = MeshVersion.string
+        info.protocolVersion = Wire.protocolVersion
+        info.meshFingerprint = secret.keys.fingerprint
+        info.advertise = advertisedAddress.description
+        node.set(info)
+
+        do {
+            try dir.writeAtomically(dir.endpointFile, boundAddress.endpoint + "\n")
+        } catch {
+            transport.shutdown()
+            throw error
+        }
+        logger.info("agent listening", metadata: [
+            "tcp": "\(boundAddress)", "local": "\(dir.socketPath)", "advertise": "\(advertisedAddress)",
+            "mesh": "\(keys.fingerprint)", "version": "\(MeshVersion.string)",
+        ])
+    }
+
+    public var isRunning: Bool { transport.isRunning }
+
+    /// Closes every socket, removes the endpoint file and socket, and releases the data directory.
+    public func shutdown() {
+        guard transport.isRunning else { return }
+        logger.info("agent shutting down")
+        transport.shutdown()
+        let dir = configuration.dataDirectory
+        unlink(dir.endpointFile)
+        unlink(dir.socketPath)
+        directoryLock.release()
+    }
+
+    private static func defaultAdvertise(_ bound: AgentAddress) -> AgentAddress {
+        if case .tcp(let host, let port) = bound, host == "0.0.0.0" {
+            return .tcp(host: ProcessInfo.processInfo.hostName, port: port)
+        }
+        return bound
+    }
+}
+
+/// A value written once on one thread and read on another.
+final class Box<T: Sendable>: Sendable {
+    private let m: Mutex<T>
+    init(_ value: T) { m = Mutex(value) }
+    var value: T { m.withLock { $0 } }
+    func set(_ v: T) { m.withLock { $0 = v } }
+}

@@ -1,0 +1,45 @@
+import MeshTransport
+
+/// What can stop `mesh init` or `mesh agent`, said so that the user knows what to do.
+public enum AgentError: UserFacingError, Equatable {
+    case dataDirectory(String, String)
+    case noClusterKey(String)
+    case badClusterKey(String, String)
+    case keyPermissions(String, mode: UInt32)
+    case alreadyInitialised(String)
+    case alreadyRunning(String, pid: Int32?)
+    case listen(String, TransportError)
+    case socketPathTooLong(String)
+    case transport(TransportError)
+
+    public var exitCode: Int32 { ExitStatus.error }
+
+    public var description: String {
+        switch self {
+        case .dataDirectory(let path, let why):
+            "cannot use data directory \(path): \(why); choose another with --data-dir or MESH_HOME"
+        case .noClusterKey(let path):
+            "no cluster key in \(path): run `mesh init` to make a new mesh here, or `mesh init --key FILE` to use an existing mesh's key"
+        case .badClusterKey(let file, let why):
+            "cannot read the cluster key \(file): \(why)"
+        case .keyPermissions(let file, let mode):
+            "the cluster key \(file) can be read by other users (mode \(String(mode, radix: 8))); run `chmod 600 \(file)`"
+        case .alreadyInitialised(let path):
+            "\(path) already holds a mesh's cluster key; use it as it is, or choose another --data-dir"
+        case .alreadyRunning(let path, let pid):
+            "an agent is already running with data directory \(path)\(pid.map { " (pid \($0))" } ?? ""); stop it first or use another --data-dir"
+        case .listen(let address, let e):
+            if e.isAddressInUse {
+                "cannot listen on \(address): the address is already in use (another mesh agent?); choose another with --listen"
+            } else if e.isPermissionDenied {
+                "cannot listen on \(address): permission denied (ports below 1024 need root); choose another with --listen"
+            } else {
+                "cannot listen on \(address): \(e.detail)"
+            }
+        case .socketPathTooLong(let path):
+            "the local socket path \(path) is longer than the 107 bytes the system allows; use a shorter --data-dir"
+        case .transport(let e):
+            "transport failure: \(e)"
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Logging
+import MeshTransport
+import MeshWire
+
+/// The agent's protocol logic on the I/O thread: answers clients, pings peers on request, and
+/// turns bad input into error replies and rate-limited warnings. It never stops on bad input.
+final class AgentHandler: TransportHandler {
+    private let node: Box<WireNodeInfo>
+    private let logger: Logger
+    private var limiter = LogLimiter()
+    private var nextRequestID: UInt64 = 1
+    private var peerPings: [UInt64: PeerPing] = [:]
+
+    /// A `mesh ping --from` in progress: a client asked us to ping another agent.
+    private struct PeerPing {
+        var client: Route
+        var clientRequestID: UInt64
+        var peer: PeerID
+        var endpoint: String
+        var sentAt: ContinuousClock.Instant?
+        var timer: TimerID
+    }
+
+    init(node: Box<WireNodeInfo>, logger: Logger) {
+        self.node = node
+        self.logger = logger
+    }
+
+    // MARK: Messages
+
+    func received(_ message: InboundMessage, loop: TransportLoop) {
+        switch message.source {
+        case .listener(let route): handleRequest(message, from: route, loop: loop)
+        case .peer(let peer): handlePeerReply(message, from: peer, loop: loop)
+        }
+    }
+
+    private func handleRequest(_ message: InboundMessage, from route: Route, loop: TransportLoop) {
+        let who = message.peerAddress ?? "a local client"
+        let envelope: WireEnvelope
+        do {
+            envelope = try decode(message)
+        } catch {
+            limiter.warning(logger, key: "bad:\(who)", now: loop.now, "dropped a message from \(who): \(error)")
+            send(Wire.errorReply(for: error), to: route, loop: loop)
+            return
+        }
+        switch envelope.body {
+        case .ping:
+            var pong = WirePong()
+            pong.responder = node.value
+            send(Wire.envelope(.pong(pong), requestID: envelope.requestID), to: route, loop: loop)
+        case .pingPeer(let request):
+            startPeerPing(request, client: route, requestID: envelope.requestID, loop: loop)
+        default:
+            limiter.warning(logger, key: "unsupported:\(who)", now: loop.now, "\(who) sent a request this agent does not handle")
+            send(Wire.error(.unsupported, "this agent (mesh \(MeshVersion.string)) does not handle that request", requestID: envelope.requestID), to: route, loop: loop)
+        }
+    }
+
+    private func decode(_ message: InboundMessage) throws(WireError) -> WireEnvelope {
+        guard !message.truncated, message.frames.count == 1 else {
+            throw .malformed("expected one frame, got \(message.truncated ? "too many" : String(message.frames.count))")
+        }
+        return try Wire.decode(message.frames[0])
+    }
+
+    private func send(_ envelope: WireEnvelope, to route: Route, loop: TransportLoop) {
+        switch loop.reply(to: route, [Wire.encode(envelope)]) {
+        case .sent: break
+        case .unreachable: logger.debug("client went away before its reply")
+        case .wouldBlock: logger.debug("reply dropped: client's queue is full")
+        case .failed(let e): logger.warning("reply failed: \(e)")
+        }
+    }
+
+    // MARK: Pinging a peer for a client
+
+    private func startPeerPing(_ request: WirePingPeer, client: Route, requestID: UInt64, loop: TransportLoop) {
+        let address: AgentAddress
+        do {
+            address = try AgentAddress(parsing: request.endpoint)
+        } catch {
+            send(Wire.error(.badRequest, error.description, requestID: requestID), to: client, loop: loop)
+            return
+        }
+        guard case .tcp = address else {
+            send(Wire.error(.badRequest, "an agent can ping only TCP addresses", requestID: requestID), to: client, loop: loop)
+            return
+        }
+        let id = nextRequestID
+        nextRequestID += 1
+        let peer = PeerID("ping \(id)")
+        do {
+            try loop.connect(peer, endpoint: address.endpoint)
+        } catch {
+            send(Wire.error(.internal, "cannot connect to \(address): \(error)", requestID: requestID), to: client, loop: loop)
+            return
+        }
+        let timeout = Duration.milliseconds(Int(min(max(request.timeoutMs == 0 ? 3000 : request.timeoutMs, 100), 60_000)))
+        let timer = loop.schedule(after: timeout) { [weak self] loop in
+            guard let self, let p = self.peerPings[id] else { return }
+            let why = loop.diagnosis(p.peer).map { "\($0)" } ?? "no connection"
+            self.finish(id, Wire.error(.timeout, "no answer from \(p.endpoint) within \(timeout) (\(why))", requestID: p.clientRequestID), loop: loop)
+        }
+        peerPings[id] = PeerPing(client: client, clientRequestID: requestID, peer: peer, endpoint: address.description, timer: timer)
+        if loop.isConnected(peer) { sendPeerPing(id, loop: loop) }
+    }
+
+    private func sendPeerPing(_ id: UInt64, loop: TransportLoop) {
+        guard var p = peerPings[id], p.sentAt == nil else { return }
+        var ping = WirePing()
+        ping.sender = node.value.name
+        p.sentAt = loop.now
+        peerPings[id] = p
+        if case .failed(let e) = loop.send(to: p.peer, [Wire.encode(.ping(ping), requestID: id)]) {
+            finish(id, Wire.error(.unreachable, "cannot send to \(p.endpoint): \(e)", requestID: p.clientRequestID), loop: loop)
+        }
+    }
+
+    private func handlePeerReply(_ message: InboundMessage, from peer: PeerID, loop: TransportLoop) {
+        let envelope: WireEnvelope
+        do {
+            envelope = try decode(message)
+        } catch {
+            limiter.warning(logger, key: "badpeer:\(peer)", now: loop.now, "dropped a reply from \(peer): \(error)")
+            return
+        }
+        guard let p = peerPings[envelope.requestID], p.peer == peer else { return }
+        switch envelope.body {
+        case .pong(let pong):
+            var result = WirePingPeerResult()
+            result.via = node.value
+            result.target = pong.responder
+            if let sent = p.sentAt { result.roundTripNanos = UInt64(max(0, (loop.now - sent).nanoseconds)) }
+            finish(envelope.requestID, Wire.envelope(.pingPeerResult(result), requestID: p.clientRequestID), loop: loop)
+        case .error(var e):
+            e.message = "\(p.endpoint) answered: \(e.message)"
+            finish(envelope.requestID, Wire.envelope(.error(e), requestID: p.clientRequestID), loop: loop)
+        default:
+            finish(envelope.requestID, Wire.error(.internal, "\(p.endpoint) gave an unexpected answer", requestID: p.clientRequestID), loop: loop)
+        }
+    }
+
+    private func finish(_ id: UInt64, _ reply: WireEnvelope, loop: TransportLoop) {
+        guard let p = peerPings.removeValue(forKey: id) else { return }
+        loop.cancel(p.timer)
+        loop.disconnect(p.peer)
+        send(reply, to: p.client, loop: loop)
+    }
+
+    // MARK: Connections
+
+    func connectionEvent(_ event: ConnectionEvent, loop: TransportLoop) {
+        switch event {
+        case .peer(let peer, _, .established):
+            for (id, p) in peerPings where p.peer == peer { sendPeerPing(id, loop: loop) }
+        case .peer(let peer, _, .handshakeFailed(let failure)):
+            for (id, p) in peerPings where p.peer == peer {
+                let reply = Wire.error(
+                    .handshakeFailed,
+                    "\(p.endpoint) refused the security handshake (\(failure)): it is not an agent of this mesh, or it holds another cluster key",
+                    requestID: p.clientRequestID)
+                finish(id, reply, loop: loop)
+            }
+        case .rejected(let address, let mechanism, let fingerprint):
+            let key = fingerprint.map { "key \($0)" } ?? "no key (\(mechanism))"
+            limiter.warning(logger, key: "rejected:\(address)", now: loop.now,
+                            "refused a connection from \(address): \(key) is not one of this mesh's keys")
+        case .listener(let record):
+            if case .handshakeFailed(let f) = record.event {
+                limiter.warning(logger, key: "handshake:\(f)", now: loop.now,
+                                "a client failed the security handshake (\(f)); it probably holds another mesh's cluster key")
+            }
+        default:
+            break
+        }
+    }
+
+    func stopping(loop: TransportLoop) {
+        for (id, p) in peerPings {
+            finish(id, Wire.error(.unreachable, "the agent is shutting down", requestID: p.clientRequestID), loop: loop)
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import MeshTransport
+
+/// The agent's directory (`$MESH_HOME`, else `~/.mesh`): the cluster key, the local socket, the
+/// lock that keeps a second agent out, and (later) the state database.
+public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+
+    public init(path: String) {
+        // Keep paths short and absolute: the ipc socket path must fit in 107 bytes.
+        self.path = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// `explicit` (from `--data-dir`), else `$MESH_HOME`, else `~/.mesh`.
+    public static func resolve(_ explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> DataDirectory {
+        if let explicit, !explicit.isEmpty { return DataDirectory(path: expandTilde(explicit, environment)) }
+        if let home = environment["MESH_HOME"], !home.isEmpty { return DataDirectory(path: expandTilde(home, environment)) }
+        return DataDirectory(path: homeDirectory(environment) + "/.mesh")
+    }
+
+    public var description: String { path }
+    public var keyFile: String { path + "/cluster.key" }
+    public var socketPath: String { path + "/agent.sock" }
+    public var endpointFile: String { path + "/agent.endpoint" }
+    public var lockFile: String { path + "/agent.pid" }
+
+    public var localAddress: AgentAddress { .ipc(path: socketPath) }
+
+    /// Creates the directory (and parents) with mode 0700, or checks that an existing one is a
+    /// writable directory.
+    public func create() throws(AgentError) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw .dataDirectory(path, "it exists and is not a directory") }
+        } else {
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw .dataDirectory(path, Self.reason(error))
+            }
+        }
+        guard access(path, W_OK | X_OK) == 0 else { throw .dataDirectory(path, String(cString: strerror(errno))) }
+    }
+
+    public var hasKey: Bool { FileManager.default.fileExists(atPath: keyFile) }
+
+    /// Writes the key with mode 0600, refusing to replace one that exists, and syncs it to disk.
+    public func writeKey(_ secret: ClusterSecret) throws(AgentError) {
+        let fd = open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            if errno == EEXIST { throw .alreadyInitialised(path) }
+            throw .dataDirectory(path, "cannot create \(keyFile): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let text = Array((secret.text + "\n").utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == text.count, fsync(fd) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(keyFile)
+            throw .dataDirectory(path, "cannot write \(keyFile): \(why)")
+        }
+        syncDirectory()
+    }
+
+    /// Reads the cluster key; refuses one that other users can read.
+    public func readKey() throws(AgentError) -> ClusterSecret {
+        var st = stat()
+        guard stat(keyFile, &st) == 0 else {
+            if errno == ENOENT { throw .noClusterKey(path) }
+            throw .badClusterKey(keyFile, String(cString: strerror(errno)))
+        }
+        if st.st_mode & 0o077 != 0 {
+            throw .keyPermissions(keyFile, mode: st.st_mode & 0o777)
+        }
+        guard let text = try? String(contentsOfFile: keyFile, encoding: .utf8) else {
+            throw .badClusterKey(keyFile, "it is not readable text")
+        }
+        do {
+            return try ClusterSecret(text: text)
+        } catch {
+            throw .badClusterKey(keyFile, error.description)
+        }
+    }
+
+    /// Takes the directory's agent lock (an exclusive `flock` on `agent.pid`, which then holds our
+    /// pid), so two agents never share a data directory.
+    public func lock() throws(AgentError) -> DirectoryLock {
+        let fd = open(lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .dataDirectory(path, "cannot open \(lockFile): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? String(contentsOfFile: lockFile, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw .alreadyRunning(path, pid: holder.flatMap { Int32($0) })
+        }
+        ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return DirectoryLock(fd: fd)
+    }
+
+    /// Replaces `file` atomically with `contents` (write to a temporary name, then rename).
+    public func writeAtomically(_ file: String, _ contents: String) throws(AgentError) {
+        let tmp = file + ".tmp"
+        do {
+            try contents.write(toFile: tmp, atomically: false, encoding: .utf8)
+            guard rename(tmp, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        } catch {
+            throw .dataDirectory(path, "cannot write \(file): \(Self.reason(error))")
+        }
+    }
+
+    private func syncDirectory() {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        if let e = error as? CocoaError, let u = e.userInfo[NSUnderlyingErrorKey] as? NSError,
+           u.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(u.code)))
+        }
+        return (error as NSError).localizedDescription
+    }
+
+    private static func homeDirectory(_ env: [String: String]) -> String {
+        if let h = env["HOME"], !h.isEmpty { return h }
+        if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
+        return "/tmp"
+    }
+
+    private static func expandTilde(_ p: String, _ env: [String: String]) -> String {
+        if p == "~" { return homeDirectory(env) }
+        if p.hasPrefix("~/") { return homeDirectory(env) + p.dropFirst(1) }
+        return p
+    }
+}
+
+/// An exclusive lock on a data directory, released when the process exits or `release()` is called.
+public final class DirectoryLock: Sendable {
+    private let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    public func release() { close(fd) }
+}

@@ -1,0 +1,145 @@
+import MeshTransport
+import MeshWire
+
+/// The CLI's way to an agent (DESIGN.md §3): over the local ipc socket, or over TCP from any
+/// machine that holds the cluster key. Blocking; used from the CLI's main thread.
+public final class MeshClient {
+    public let address: AgentAddress
+    private let connection: RequestClient
+    private let fingerprint: String
+    private var nextRequestID = UInt64.random(in: 1...(1 << 48))
+
+    public init(address: AgentAddress, secret: ClusterSecret, settings: TransportSettings = .init()) throws(ClientError) {
+        self.address = address
+        let keys = secret.keys
+        fingerprint = keys.fingerprint
+        do {
+            connection = try RequestClient(
+                endpoint: address.endpoint, security: TransportSecurity.curve(keys).client(as: .client), settings: settings)
+        } catch {
+            throw .transport(address, "\(error)")
+        }
+    }
+
+    public func close() { connection.close() }
+
+    /// One round trip to the agent: who it is, and how long the trip took.
+    public func ping(timeout: Duration = .seconds(3)) throws(ClientError) -> (node: WireNodeInfo, roundTrip: Duration) {
+        try connect(timeout: timeout)
+        let start = ContinuousClock.now
+        let reply = try call(.ping(WirePing()), timeout: timeout)
+        let elapsed = ContinuousClock.now - start
+        guard case .pong(let pong) = reply.body else { throw .unexpectedReply(address) }
+        return (pong.responder, elapsed)
+    }
+
+    /// Asks the agent to ping another agent over its own peer connection.
+    public func pingPeer(_ target: AgentAddress, timeout: Duration = .seconds(3)) throws(ClientError) -> WirePingPeerResult {
+        var request = WirePingPeer()
+        request.endpoint = target.description
+        request.timeoutMs = UInt32(clamping: Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        // Our own wait covers the agent's, plus the trip to it.
+        let reply = try call(.pingPeer(request), timeout: timeout + .seconds(2))
+        guard case .pingPeerResult(let result) = reply.body else { throw .unexpectedReply(address) }
+        return result
+    }
+
+    /// Completes the connection and its security handshake.
+    public func connect(timeout: Duration) throws(ClientError) {
+        do {
+            try connection.waitConnected(timeout: timeout)
+        } catch {
+            throw map(error)
+        }
+    }
+
+    /// Sends a request and returns the reply with the same request id; error replies are thrown.
+    public func call(_ body: WireEnvelope.OneOf_Body, timeout: Duration) throws(ClientError) -> WireEnvelope {
+        let deadline = ContinuousClock.now + timeout
+        let id = nextRequestID
+        nextRequestID += 1
+        do {
+            try connection.waitConnected(timeout: timeout)
+            try connection.send([Wire.encode(body, requestID: id)])
+            while true {
+                let m = try connection.receive(timeout: deadline - .now)
+                guard let frame = m.frames.last else { continue }
+                let reply: WireEnvelope
+                do {
+                    reply = try Wire.decode(frame)
+                } catch {
+                    throw ClientError.badReply(address, error)
+                }
+                // Replies to earlier requests that timed out may still arrive; skip them.
+                guard reply.requestID == id else { continue }
+                if case .error(let e) = reply.body { throw ClientError.remote(address, e.code, e.message) }
+                return reply
+            }
+        } catch let e as ClientError {
+            throw e
+        } catch let e as RequestError {
+            throw map(e)
+        } catch {
+            throw .transport(address, "\(error)")
+        }
+    }
+
+    private func map(_ e: RequestError) -> ClientError {
+        switch e {
+        case .timedOut(let d): .unreachable(address, d)
+        case .handshakeFailed(let f): .keyRejected(address, f, fingerprint: fingerprint)
+        case .transport(let t): .transport(address, "\(t)")
+        }
+    }
+}
+
+/// Why a command could not get what it asked of an agent.
+public enum ClientError: UserFacingError, Equatable {
+    case unreachable(AgentAddress, ConnectionDiagnosis)
+    case keyRejected(AgentAddress, HandshakeFailure, fingerprint: String)
+    case remote(AgentAddress, WireErrorReply.Code, String)
+    case badReply(AgentAddress, WireError)
+    case unexpectedReply(AgentAddress)
+    case transport(AgentAddress, String)
+
+    public var exitCode: Int32 {
+        switch self {
+        case .unreachable, .keyRejected: ExitStatus.unreachable
+        case .remote(_, let code, _):
+            switch code {
+            case .unreachable, .handshakeFailed, .timeout, .incompatibleVersion: ExitStatus.unreachable
+            case .badRequest: ExitStatus.usage
+            default: ExitStatus.error
+            }
+        case .badReply, .unexpectedReply, .transport: ExitStatus.error
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unreachable(let a, let d):
+            switch (a, d) {
+            case (.ipc(let path), _):
+                "no agent answers on \(path) (\(d)); is it running? Start one with `mesh agent`, or name one with --to HOST:PORT"
+            case (_, .refused):
+                "cannot reach an agent at \(a): connection refused; is `mesh agent` running there and listening on that port?"
+            case (_, .noConnection):
+                "cannot reach an agent at \(a): no connection could be made in time; check the host name and the network"
+            case (_, .handshakeIncomplete):
+                "\(a) accepted the connection but did not complete the security handshake in time; is it a mesh agent?"
+            case (_, .connectedButSilent):
+                "the agent at \(a) did not answer in time"
+            }
+        case .keyRejected(let a, let f, let fp):
+            "the agent at \(a) refused our cluster key (mesh \(fp)): \(f). This machine holds another mesh's key; use that mesh's key (--key FILE) or its join token"
+        case .remote(let a, _, let message):
+            "\(a): \(message)"
+        case .badReply(let a, let e):
+            "\(a) sent a reply we cannot read: \(e)"
+        case .unexpectedReply(let a):
+            "\(a) sent an unexpected reply"
+        case .transport(let a, let why):
+            "cannot talk to \(a): \(why)"
+        }
+    }
+}

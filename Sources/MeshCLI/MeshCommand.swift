@@ -1,0 +1,64 @@
+import ArgumentParser
+import MeshAgent
+import MeshTransport
+import MeshWire
+
+/// `mesh`: the one binary of the mesh, every subcommand a type of its own.
+public struct MeshCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mesh",
+        abstract: "A peer-to-peer mesh of lab machines that runs your experiments on whichever host is idle.",
+        discussion: """
+            Start with `mesh init` on one host and `mesh agent` to run it. Every host of a mesh holds \
+            the same cluster key (in $MESH_HOME, default ~/.mesh); anyone holding it can talk to the mesh.
+
+            Exit codes: 0 ok, 1 error, 64 usage, 69 mesh unreachable or key refused, 75 retry later.
+            """,
+        version: "mesh \(MeshVersion.string) (protocol \(Wire.protocolVersion), libzmq \(ZeroMQ.version.major).\(ZeroMQ.version.minor).\(ZeroMQ.version.patch))",
+        subcommands: [InitCommand.self, AgentCommand.self, PingCommand.self, CompletionsCommand.self]
+    )
+
+    public init() {}
+}
+
+/// Options that every command that touches a data directory shares.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The agent's data directory (default: $MESH_HOME, else ~/.mesh).", valueName: "DIR"))
+    var dataDir: String?
+
+    var directory: DataDirectory { DataDirectory.resolve(dataDir) }
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default: $MESH_LOG_LEVEL, else info).", valueName: "LEVEL"))
+    var logLevel: LogLevelArgument?
+}
+
+/// Runs a command body and turns the errors a user can meet into a message on stderr and the exit
+/// code DESIGN.md §1 gives them.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as any UserFacingError {
+        printError("mesh: \(e.description)")
+        throw ExitCode(e.exitCode)
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        printError("mesh: error: \(error)")
+        throw ExitCode(ExitStatus.error)
+    }
+}
+
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print(message, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        FileHandleWriter.stderr(string)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import MeshAgent
+import MeshTestSupport
+import MeshTransport
+import MeshWire
+
+/// An agent running in this process on a free loopback port, with its own data directory.
+struct RunningAgent {
+    let agent: Agent
+    let directory: TemporaryDirectory
+    let secret: ClusterSecret
+
+    init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil) throws {
+        directory = try TemporaryDirectory("ma")
+        let dir = DataDirectory(path: directory.sub("d"))
+        _ = try MeshSetup.initialise(dir, existingKey: key ?? other.map { $0.secret.text })
+        secret = try dir.readKey()
+        var settings = TransportSettings()
+        settings.handshakeTimeout = .seconds(2)
+        agent = try Agent.start(AgentConfiguration(
+            name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), transport: settings))
+    }
+
+    var tcp: AgentAddress { agent.boundAddress }
+    var local: AgentAddress { agent.configuration.dataDirectory.localAddress }
+
+    func stop() {
+        agent.shutdown()
+        directory.remove()
+    }
+
+    /// A raw client with this mesh's client key, for sending bytes the MeshClient never would.
+    func rawClient(_ address: AgentAddress? = nil) throws -> RequestClient {
+        try RequestClient(
+            endpoint: (address ?? tcp).endpoint, security: TransportSecurity.curve(secret.keys).client(as: .client))
+    }
+}
+
+/// Sends raw frames and decodes the one reply.
+func rawRequest(_ client: RequestClient, _ frames: [[UInt8]]) throws -> WireEnvelope {
+    let m = try client.request(frames, timeout: .seconds(5))
+    return try Wire.decode(m.frames.last ?? [])
+}
+
+/// How a client call failed, or nil if it succeeded.
+func clientFailure(_ body: () throws(ClientError) -> Void) -> ClientError? {
+    do {
+        try body()
+        return nil
+    } catch {
+        return error
+    }
+}

@@ -1,0 +1,355 @@
+import Foundation
+import MeshTestSupport
+import MeshTransport
+import MeshWire
+import Testing
+
+@testable import MeshAgent
+
+@Suite("Agent answers")
+struct AgentAnswerTests {
+    @Test("ping over TCP and over the local socket names the agent and its mesh")
+    func ping() async throws {
+        let a = try RunningAgent(name: "alpha")
+        defer { a.stop() }
+        for address in [a.tcp, a.local] {
+            let (node, rtt) = try await onThread {
+                let c = try MeshClient(address: address, secret: a.secret)
+                defer { c.close() }
+                return try c.ping()
+            }
+            #expect(node.name == "alpha")
+            #expect(node.meshFingerprint == a.secret.keys.fingerprint)
+            #expect(node.protocolVersion == Wire.protocolVersion)
+            #expect(node.advertise == a.tcp.description)
+            #expect(rtt > .zero)
+        }
+    }
+
+    @Test("the local socket is private to its owner")
+    func socketMode() throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        var st = stat()
+        #expect(stat(a.agent.configuration.dataDirectory.socketPath, &st) == 0)
+        #expect(st.st_mode & 0o077 == 0)
+    }
+
+    @Test("bad input gets an error reply and the agent keeps answering", arguments: [
+        ("garbage", [Array("not protobuf at all".utf8)], WireErrorReply.Code.malformed),
+        ("two frames", [Wire.encode(.ping(WirePing()), requestID: 1), [1]], .malformed),
+        ("empty frame", [[]], .malformed),
+        ("a reply sent as a request", [Wire.encode(.pong(WirePong()), requestID: 3)], .unsupported),
+    ])
+    func badInput(what: String, frames: [[UInt8]], code: WireErrorReply.Code) async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        let reply = try await onThread {
+            let c = try a.rawClient()
+            defer { c.close() }
+            return try rawRequest(c, frames)
+        }
+        #expect(reply.error.code == code, "\(what)")
+        #expect(!reply.error.message.isEmpty)
+        let (node, _) = try await onThread {
+            let c = try MeshClient(address: a.tcp, secret: a.secret)
+            defer { c.close() }
+            return try c.ping()
+        }
+        #expect(node.name == "a")
+    }
+
+    @Test("a peer speaking another protocol version is told which versions this agent speaks")
+    func incompatibleVersion() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        var envelope = Wire.envelope(.ping(WirePing()), requestID: 42)
+        envelope.protocolVersion = 99
+        let e = envelope
+        let reply = try await onThread {
+            let c = try a.rawClient()
+            defer { c.close() }
+            return try rawRequest(c, [Wire.encode(e)])
+        }
+        #expect(reply.requestID == 42)
+        #expect(reply.error.code == .incompatibleVersion)
+        #expect(reply.error.newestSupportedVersion == Wire.protocolVersion)
+        #expect(reply.error.message.contains("99"))
+    }
+
+    @Test("a flood of garbage does not stop the agent")
+    func garbageFlood() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        try await onThread {
+            let c = try a.rawClient()
+            defer { c.close() }
+            try c.waitConnected(timeout: .seconds(5))
+            for i in 0..<2000 {
+                // The client's own high-water mark (1000) refuses sends when the queue is full.
+                while (try? c.send([[UInt8(i & 0xff), 0xff, 0xff]])) == nil { usleep(500) }
+            }
+        }
+        let (node, _) = try await onThread {
+            let c = try MeshClient(address: a.tcp, secret: a.secret)
+            defer { c.close() }
+            return try c.ping()
+        }
+        #expect(node.name == "a")
+    }
+
+    @Test("a client with another mesh's key is refused with exit code 69")
+    func wrongKey() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        let error = try await onThread { () -> ClientError? in
+            let c = try MeshClient(address: a.tcp, secret: ClusterSecret.generate())
+            defer { c.close() }
+            return clientFailure { () throws(ClientError) in _ = try c.ping(timeout: .seconds(10)) }
+        }
+        guard case .keyRejected = error else {
+            Issue.record("expected keyRejected, got \(String(describing: error))")
+            return
+        }
+        #expect(error?.exitCode == ExitStatus.unreachable)
+    }
+}
+
+@Suite("Agent to agent")
+struct AgentToAgentTests {
+    @Test("an agent pings another agent of its mesh on a client's request")
+    func pingPeer() async throws {
+        let a = try RunningAgent(name: "alpha")
+        defer { a.stop() }
+        let b = try RunningAgent(name: "beta", secretFrom: a)
+        defer { b.stop() }
+        let result = try await onThread {
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            return try c.pingPeer(b.tcp)
+        }
+        #expect(result.via.name == "alpha")
+        #expect(result.target.name == "beta")
+        #expect(result.roundTripNanos > 0)
+    }
+
+    @Test("an agent of another mesh is reported as a handshake failure, quickly")
+    func pingPeerOtherMesh() async throws {
+        let a = try RunningAgent(name: "alpha")
+        defer { a.stop() }
+        let stranger = try RunningAgent(name: "stranger")
+        defer { stranger.stop() }
+        let started = ContinuousClock.now
+        let error = try await onThread { () -> ClientError? in
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(stranger.tcp, timeout: .seconds(10)) }
+        }
+        guard case .remote(_, .handshakeFailed, let message) = error else {
+            Issue.record("expected a handshake failure, got \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("cluster key"))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(error?.exitCode == ExitStatus.unreachable)
+    }
+
+    @Test("nothing listening: the agent answers with a timeout that says the connection was refused")
+    func pingPeerNobody() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        let error = try await onThread { () -> ClientError? in
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(.tcp(host: "127.0.0.1", port: 1), timeout: .milliseconds(400)) }
+        }
+        guard case .remote(_, .timeout, let message) = error else {
+            Issue.record("expected a timeout, got \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("refused"))
+    }
+
+    @Test("a bad address from a client is a bad request, not a crash")
+    func pingPeerBadAddress() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        var pp = WirePingPeer()
+        pp.endpoint = "not an address!"
+        let request = pp
+        let reply = try await onThread {
+            let c = try a.rawClient()
+            defer { c.close() }
+            return try rawRequest(c, [Wire.encode(.pingPeer(request), requestID: 9)])
+        }
+        #expect(reply.error.code == .badRequest)
+    }
+}
+
+@Suite("Agent start-up errors")
+struct AgentStartupTests {
+    func expectAgentError(_ body: () throws -> Void, matching: (AgentError) -> Bool) {
+        do {
+            try body()
+            Issue.record("expected an AgentError")
+        } catch let e as AgentError {
+            #expect(matching(e), "\(e)")
+            #expect(!e.description.isEmpty)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test("no key: the error says to run mesh init")
+    func noKey() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        expectAgentError({
+            _ = try Agent.start(AgentConfiguration(dataDirectory: DataDirectory(path: t.sub("d")), listen: .tcp(host: "127.0.0.1", port: 0)))
+        }, matching: { if case .noClusterKey = $0 { $0.description.contains("mesh init") } else { false } })
+    }
+
+    @Test("a key others can read is refused")
+    func keyPermissions() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        _ = try MeshSetup.initialise(dir)
+        chmod(dir.keyFile, 0o644)
+        expectAgentError({ _ = try dir.readKey() }, matching: { if case .keyPermissions = $0 { true } else { false } })
+    }
+
+    @Test("a key file with garbage in it is refused")
+    func garbageKey() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        try dir.create()
+        _ = FileManager.default.createFile(atPath: dir.keyFile, contents: Data("hello".utf8), attributes: [.posixPermissions: 0o600])
+        expectAgentError({ _ = try dir.readKey() }, matching: { if case .badClusterKey = $0 { true } else { false } })
+    }
+
+    @Test("init never replaces a key")
+    func initTwice() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        let first = try MeshSetup.initialise(dir)
+        expectAgentError({ _ = try MeshSetup.initialise(dir) }, matching: { $0 == .alreadyInitialised(dir.path) })
+        #expect(try dir.readKey().keys.fingerprint == first.fingerprint)
+    }
+
+    @Test("a data directory that cannot be created is a clear error")
+    func unusableDataDirectory() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        _ = FileManager.default.createFile(atPath: t.sub("file"), contents: Data())
+        expectAgentError({ _ = try MeshSetup.initialise(DataDirectory(path: t.sub("file/d"))) },
+                         matching: { if case .dataDirectory = $0 { true } else { false } })
+        expectAgentError({ _ = try MeshSetup.initialise(DataDirectory(path: t.sub("file"))) },
+                         matching: { if case .dataDirectory(_, let why) = $0 { why.contains("not a directory") } else { false } })
+    }
+
+    @Test("two agents on one data directory: the second is refused")
+    func secondAgentSameDirectory() throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        expectAgentError({
+            _ = try Agent.start(AgentConfiguration(dataDirectory: a.agent.configuration.dataDirectory, listen: .tcp(host: "127.0.0.1", port: 0)))
+        }, matching: { if case .alreadyRunning(_, let pid) = $0 { pid == getpid() } else { false } })
+    }
+
+    @Test("a port in use: the error says so and nothing is left locked")
+    func portInUse() throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        _ = try MeshSetup.initialise(dir)
+        expectAgentError({
+            _ = try Agent.start(AgentConfiguration(dataDirectory: dir, listen: a.tcp))
+        }, matching: { $0.description.contains("already in use") })
+        // The failed start released the directory: a retry on a free port works.
+        let b = try Agent.start(AgentConfiguration(dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0)))
+        b.shutdown()
+    }
+
+    @Test("a data directory too deep for an ipc socket path is refused with advice")
+    func socketPathTooLong() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub(String(repeating: "x", count: 110)))
+        _ = try MeshSetup.initialise(dir)
+        expectAgentError({
+            _ = try Agent.start(AgentConfiguration(dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0)))
+        }, matching: { if case .socketPathTooLong = $0 { true } else { false } })
+    }
+
+    @Test("shutdown removes the endpoint file and the socket")
+    func cleanShutdown() throws {
+        let a = try RunningAgent()
+        let dir = a.agent.configuration.dataDirectory
+        #expect(FileManager.default.fileExists(atPath: dir.endpointFile))
+        a.agent.shutdown()
+        #expect(!FileManager.default.fileExists(atPath: dir.endpointFile))
+        #expect(!FileManager.default.fileExists(atPath: dir.socketPath))
+        a.directory.remove()
+    }
+}
+
+@Suite("Addresses")
+struct AddressTests {
+    @Test("accepted forms", arguments: [
+        ("127.0.0.1:7771", AgentAddress.tcp(host: "127.0.0.1", port: 7771)),
+        ("tcp://10.1.2.3:80", .tcp(host: "10.1.2.3", port: 80)),
+        ("gpu-box-3", .tcp(host: "gpu-box-3", port: 7770)),
+        (":9000", .tcp(host: "0.0.0.0", port: 9000)),
+        ("9000", .tcp(host: "0.0.0.0", port: 9000)),
+        ("*:0", .tcp(host: "0.0.0.0", port: 0)),
+        ("ipc:///tmp/x.sock", .ipc(path: "/tmp/x.sock")),
+    ])
+    func parse(text: String, expected: AgentAddress) throws {
+        #expect(try AgentAddress(parsing: text) == expected)
+    }
+
+    @Test("refused forms, each with a reason and the usage exit code", arguments: [
+        "", "host:port", "host:70000", "[::1]:7770", "a b:1", "ipc://", "::1",
+    ])
+    func refuse(text: String) {
+        do {
+            _ = try AgentAddress(parsing: text)
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.exitCode == ExitStatus.usage)
+            #expect(error.description.contains("HOST:PORT"))
+        }
+    }
+
+    @Test("port 0 becomes libzmq's wildcard")
+    func wildcard() {
+        #expect(AgentAddress.tcp(host: "127.0.0.1", port: 0).endpoint == "tcp://127.0.0.1:*")
+    }
+}
+
+@Suite("Child processes")
+struct ChildProcessTests {
+    @Test("exit status and signals are reported, and waiting does not poll")
+    func exitAndSignal() async throws {
+        let t = try await onThread { () -> (ChildProcess.Termination?, ChildProcess.Termination?) in
+            let ok = try ChildProcess.spawn("/bin/sh", ["-c", "exit 3"])
+            let sleeper = try ChildProcess.spawn("/bin/sleep", ["30"])
+            let a = ok.wait(timeout: .seconds(5))
+            #expect(sleeper.wait(timeout: .milliseconds(50)) == nil)
+            sleeper.signal(SIGTERM)
+            return (a, sleeper.wait(timeout: .seconds(5)))
+        }
+        #expect(t.0 == .exited(3))
+        #expect(t.1 == .signalled(SIGTERM))
+    }
+
+    @Test("a missing executable is an error, not a crash")
+    func missing() {
+        #expect(throws: SpawnError.self) { try ChildProcess.spawn("/nonexistent/mesh", []) }
+    }
+}

@@ -1,0 +1,96 @@
+import SwiftProtobuf
+import Testing
+
+@testable import MeshWire
+
+@Suite("Wire encoding")
+struct WireTests {
+    @Test("every body survives encode and decode with its request id")
+    func roundTrip() throws {
+        var node = WireNodeInfo()
+        node.name = "alpha"
+        node.version = MeshVersion.string
+        node.meshFingerprint = "0123456789abcdef"
+        var pong = WirePong()
+        pong.responder = node
+        var pp = WirePingPeer()
+        pp.endpoint = "127.0.0.1:7770"
+        pp.timeoutMs = 500
+        var result = WirePingPeerResult()
+        result.via = node
+        result.target = node
+        result.roundTripNanos = 12345
+        let bodies: [WireEnvelope.OneOf_Body] = [
+            .ping(WirePing()), .pong(pong), .pingPeer(pp), .pingPeerResult(result),
+            .error(Wire.errorReply(for: .malformed("x")).error),
+        ]
+        for (i, body) in bodies.enumerated() {
+            let bytes = Wire.encode(body, requestID: UInt64(i + 1))
+            let back = try Wire.decode(bytes)
+            #expect(back.body == body)
+            #expect(back.requestID == UInt64(i + 1))
+            #expect(back.protocolVersion == Wire.protocolVersion)
+        }
+    }
+
+    @Test("bytes that are not an envelope are malformed, never a crash", arguments: [
+        [UInt8](), [0xff], [0x08], Array("hello world".utf8), [0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+    ])
+    func garbage(bytes: [UInt8]) {
+        #expect(throws: WireError.self) { try Wire.decode(bytes) }
+    }
+
+    @Test("random bytes either decode or throw WireError")
+    func randomBytes() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let n = Int.random(in: 0..<64, using: &rng)
+            let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            do {
+                _ = try Wire.decode(bytes)
+            } catch {
+                // Typed throws: every failure is a WireError.
+                #expect(error.description.isEmpty == false)
+            }
+        }
+    }
+
+    @Test("a newer peer's version is refused with both ranges and its request id")
+    func incompatibleVersion() throws {
+        var e = Wire.envelope(.ping(WirePing()), requestID: 77)
+        e.protocolVersion = 99
+        let bytes = Wire.encode(e)
+        #expect(throws: WireError.incompatibleVersion(peer: 99, requestID: 77)) { try Wire.decode(bytes) }
+        let reply = Wire.errorReply(for: .incompatibleVersion(peer: 99, requestID: 77))
+        #expect(reply.requestID == 77)
+        #expect(reply.error.code == .incompatibleVersion)
+        #expect(reply.error.oldestSupportedVersion == Wire.oldestSupportedVersion)
+        #expect(reply.error.newestSupportedVersion == Wire.protocolVersion)
+        #expect(reply.error.message.contains("99"))
+    }
+
+    @Test("an envelope without a version or without a body is malformed")
+    func missingParts() {
+        var noVersion = Wire.envelope(.ping(WirePing()))
+        noVersion.protocolVersion = 0
+        #expect(throws: WireError.self) { try Wire.decode(Wire.encode(noVersion)) }
+        var noBody = WireEnvelope()
+        noBody.protocolVersion = Wire.protocolVersion
+        #expect(throws: WireError.malformed("empty message")) { try Wire.decode(Wire.encode(noBody)) }
+    }
+
+    @Test("fields a later version adds are skipped, not fatal")
+    func unknownFieldsTolerated() throws {
+        var bytes = Wire.encode(.ping(WirePing()), requestID: 5)
+        // Field 900, varint 1: a field this build has never heard of.
+        bytes += [0xa0, 0x38, 0x01]
+        let e = try Wire.decode(bytes)
+        #expect(e.requestID == 5)
+    }
+
+    @Test("oversized input is refused before parsing")
+    func tooLarge() {
+        let bytes = [UInt8](repeating: 0, count: Wire.maxEnvelopeSize + 1)
+        #expect(throws: WireError.tooLarge(Wire.maxEnvelopeSize + 1)) { try Wire.decode(bytes) }
+    }
+}
