@@ -131,7 +131,7 @@ public enum ClientError: UserFacingError, Equatable {
                 "the agent at \(a) did not answer in time"
             }
         case .keyRejected(let a, let f, let fp):
-            "the agent at \(a) refused our cluster key (mesh \(fp)): \(f). This machine holds another mesh's key; use that mesh's key (--key FILE) or its join token"
+            "the agent at \(a) refused our cluster key (mesh \(fp)): \(f). This machine holds another mesh's key; use that mesh's cluster key (--key FILE)"
         case .remote(let a, _, let message):
             "\(a): \(message)"
         case .badReply(let a, let e):

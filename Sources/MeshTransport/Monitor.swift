@@ -52,7 +52,7 @@ public enum HandshakeFailure: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noDetail(let e): "connection closed during handshake (\(String(cString: zmq_strerror(e))))"
+        case .noDetail: "the other side closed the connection during the handshake"
         case .protocolError(let code): "protocol error: \(HandshakeFailure.describe(protocolError: code))"
         case .authentication(let status): "authentication refused (ZAP status \(status))"
         }
