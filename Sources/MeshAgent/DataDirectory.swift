@@ -144,5 +144,10 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
 public final class DirectoryLock: Sendable {
     private let fd: Int32
     init(fd: Int32) { self.fd = fd }
-    public func release() { close(fd) }
+    /// Unlocks before closing: a child forked by another thread may share the open file
+    /// description until it execs, and `close` alone would leave the lock held until then.
+    public func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
 }

@@ -130,6 +130,8 @@ public enum ClientError: UserFacingError, Equatable {
             case (_, .connectedButSilent):
                 "the agent at \(a) did not answer in time"
             }
+        case .keyRejected(let a, .noDetail, let fp):
+            "\(a) closed the connection during the security handshake: it is an agent of another mesh (this machine holds the key of mesh \(fp)), or not a mesh agent at all; use that mesh's cluster key (--key FILE)"
         case .keyRejected(let a, let f, let fp):
             "the agent at \(a) refused our cluster key (mesh \(fp)): \(f). This machine holds another mesh's key; use that mesh's cluster key (--key FILE)"
         case .remote(let a, _, let message):

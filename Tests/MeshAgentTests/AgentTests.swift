@@ -158,10 +158,11 @@ struct AgentToAgentTests {
     func pingPeerNobody() async throws {
         let a = try RunningAgent()
         defer { a.stop() }
+        let closed = try ReservedPort()
         let error = try await onThread { () -> ClientError? in
             let c = try MeshClient(address: a.local, secret: a.secret)
             defer { c.close() }
-            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(.tcp(host: "127.0.0.1", port: 1), timeout: .milliseconds(400)) }
+            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(.tcp(host: "127.0.0.1", port: closed.port), timeout: .milliseconds(400)) }
         }
         guard case .remote(_, .timeout, let message) = error else {
             Issue.record("expected a timeout, got \(String(describing: error))")
