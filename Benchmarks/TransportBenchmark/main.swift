@@ -1,5 +1,6 @@
 // Round-trip latency and one-way throughput through MeshTransport (two transports, each with its
-// I/O thread) next to raw libzmq (two plain threads with blocking sockets), plaintext and CURVE,
+// I/O thread) next to raw libzmq (two plain threads with blocking sockets, a context each),
+// plaintext and CURVE,
 // on loopback TCP. Variants are interleaved round by round so that a noisy machine hurts them all
 // alike; the table gives medians over rounds and the ratio mesh / raw.
 //
@@ -103,12 +104,12 @@ struct RawPair {
     }
 }
 
-func rawPair(curve: Bool) -> RawPair {
+func rawPair(curve: Bool, unboundedQueues: Bool = false) -> RawPair {
     let cr = zmq_ctx_new()!, cd = zmq_ctx_new()!
     let r = RawSocket(cr, ZMQ_ROUTER), d = RawSocket(cd, ZMQ_DEALER)
     for s in [r, d] { s.set(ZMQ_LINGER, 0) }
-    r.set(ZMQ_SNDHWM, 10_000); r.set(ZMQ_RCVHWM, 10_000)
-    d.set(ZMQ_SNDHWM, 1000); d.set(ZMQ_RCVHWM, 1000)
+    r.set(ZMQ_SNDHWM, unboundedQueues ? 0 : 10_000); r.set(ZMQ_RCVHWM, unboundedQueues ? 0 : 10_000)
+    d.set(ZMQ_SNDHWM, unboundedQueues ? 0 : 1000); d.set(ZMQ_RCVHWM, unboundedQueues ? 0 : 1000)
     if curve {
         r.set(ZMQ_CURVE_SERVER, 1)
         r.set(ZMQ_CURVE_SECRETKEY, keys.server.secretKey)
@@ -160,7 +161,7 @@ func runRaw(curve: Bool, o: Options) -> Sample {
     pair.close()
 
     // Throughput: a counting thread on the ROUTER, blocking sends from this thread.
-    let pair2 = rawPair(curve: curve)
+    let pair2 = rawPair(curve: curve, unboundedQueues: true)
     let r2 = pair2.r, d2 = pair2.d
     let done = DispatchSemaphore(value: 0)
     let n = o.messages
@@ -253,12 +254,16 @@ func runMesh(curve: Bool, o: Options) throws -> Sample {
     var rtts = Array(results.value.withLock { $0 }.dropFirst(o.roundTrips / 10))
     client.shutdown(); server.shutdown()
 
-    // Throughput: the sender spins on a full queue; libzmq's own I/O thread drains it.
+    // Throughput, with unbounded queues on both sides (as for raw libzmq), so that what is measured
+    // is the transport and not how a sender waits for room in a full queue.
+    var unbounded = TransportSettings()
+    unbounded.peerHighWaterMark = 0
+    unbounded.listenerHighWaterMark = 0
     let n = o.messages
     let sunk = DispatchSemaphore(value: 0)
-    let sink = try Transport(security: meshSecurity(curve)) { _ in Counter(target: n + 1, done: sunk) }
+    let sink = try Transport(settings: unbounded, security: meshSecurity(curve)) { _ in Counter(target: n + 1, done: sunk) }
     let sinkEndpoint = try sink.run { try $0.listen("tcp://127.0.0.1:*") }
-    let source = try Transport(security: meshSecurity(curve))
+    let source = try Transport(settings: unbounded, security: meshSecurity(curve))
     try source.run { try $0.connect("s", endpoint: sinkEndpoint) }
     waitConnected(source)
     _ = try source.run { $0.send(to: "s", [payload]) }

@@ -170,7 +170,7 @@ public final class Socket {
     /// Receives one multipart message, or nil when none is waiting (and `wait` is false).
     /// Frames beyond `maxFrames` are read and discarded, and the message is marked truncated, so a
     /// sender cannot make the receiver hold an unbounded number of frames.
-    public func receive(wait: Bool = false, maxFrames: Int = 64) throws -> ReceivedMessage? {
+    public func receive(wait: Bool = false, maxFrames: Int = 64, readMetadata: Bool = true) throws -> ReceivedMessage? {
         let h = try open("receive")
         var frames: [[UInt8]] = []
         var userID: String?
@@ -197,9 +197,13 @@ public final class Socket {
             } else {
                 truncated = true
             }
-            if userID == nil, let p = zmq_msg_gets(&msg, "User-Id") { userID = String(cString: p) }
-            if peerAddress == nil, let p = zmq_msg_gets(&msg, "Peer-Address") { peerAddress = String(cString: p) }
             let more = zmq_msg_more(&msg) != 0
+            // Every frame of a message carries the connection's metadata; read it once, from the
+            // last frame (a ROUTER's routing-id frame has none).
+            if !more && readMetadata {
+                if let p = zmq_msg_gets(&msg, "User-Id") { userID = String(cString: p) }
+                if let p = zmq_msg_gets(&msg, "Peer-Address") { peerAddress = String(cString: p) }
+            }
             zmq_msg_close(&msg)
             if !more { break }
             // The rest of a multipart message has arrived with its first frame.
