@@ -29,6 +29,16 @@ struct RunningAgent {
         directory.remove()
     }
 
+    /// Pings the agent over TCP with the mesh's key (on a thread of its own) and returns who answered.
+    func ping() async throws -> WireNodeInfo {
+        let address = tcp, secret = secret
+        return try await onThread {
+            let c = try MeshClient(address: address, secret: secret)
+            defer { c.close() }
+            return try c.ping().node
+        }
+    }
+
     /// A raw client with this mesh's client key, for sending bytes the MeshClient never would.
     func rawClient(_ address: AgentAddress? = nil) throws -> RequestClient {
         try RequestClient(

@@ -51,11 +51,7 @@ struct AgentAnswerTests {
         }
         #expect(reply.error.code == code, "\(what)")
         #expect(!reply.error.message.isEmpty)
-        let (node, _) = try await onThread {
-            let c = try MeshClient(address: a.tcp, secret: a.secret)
-            defer { c.close() }
-            return try c.ping()
-        }
+        let node = try await a.ping()
         #expect(node.name == "a")
     }
 
@@ -90,11 +86,7 @@ struct AgentAnswerTests {
                 while (try? c.send([[UInt8(i & 0xff), 0xff, 0xff]])) == nil { usleep(500) }
             }
         }
-        let (node, _) = try await onThread {
-            let c = try MeshClient(address: a.tcp, secret: a.secret)
-            defer { c.close() }
-            return try c.ping()
-        }
+        let node = try await a.ping()
         #expect(node.name == "a")
     }
 
