@@ -10,13 +10,14 @@ struct RunningAgent {
     let directory: TemporaryDirectory
     let secret: ClusterSecret
 
-    init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil) throws {
+    init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil, maxMessageSize: Int64? = nil) throws {
         directory = try TemporaryDirectory("ma")
         let dir = DataDirectory(path: directory.sub("d"))
         _ = try MeshSetup.initialise(dir, existingKey: key ?? other.map { $0.secret.text })
         secret = try dir.readKey()
         var settings = TransportSettings()
         settings.handshakeTimeout = .seconds(2)
+        if let maxMessageSize { settings.maxMessageSize = maxMessageSize }
         agent = try Agent.start(AgentConfiguration(
             name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), transport: settings))
     }

@@ -55,6 +55,20 @@ struct AgentAnswerTests {
         #expect(node.name == "a")
     }
 
+    @Test("an oversized message is dropped (its connection closed) and the agent keeps answering")
+    func oversized() async throws {
+        let a = try RunningAgent(maxMessageSize: 4096)
+        defer { a.stop() }
+        let big = Wire.encode(.ping(WirePing.with { $0.payload = Data(repeating: 1, count: 64 * 1024) }), requestID: 1)
+        let answered = try await onThread { () -> Bool in
+            let c = try a.rawClient()
+            defer { c.close() }
+            return (try? c.request([big], timeout: .milliseconds(500))) != nil
+        }
+        #expect(!answered)
+        #expect(try await a.ping().name == "a")
+    }
+
     @Test("a peer speaking another protocol version is told which versions this agent speaks")
     func incompatibleVersion() async throws {
         let a = try RunningAgent()
