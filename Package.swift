@@ -18,6 +18,9 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ"),
         .systemLibrary(name: "CSodium"),
         .target(name: "CMeshSystem"),
+        // Pure state machines: no Foundation, no clock, no threads, no I/O.
+        .target(name: "MeshCore"),
+        .target(name: "MeshSimulation", dependencies: ["MeshCore"]),
         .target(
             name: "MeshTransport",
             dependencies: [
@@ -29,11 +32,12 @@ let package = Package(
         ),
         .target(
             name: "MeshWire",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["MeshCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(
             name: "MeshAgent",
             dependencies: [
+                "MeshCore",
                 "MeshTransport",
                 "MeshWire",
                 "CMeshSystem",
@@ -58,11 +62,13 @@ let package = Package(
         ),
         .target(name: "MeshTestSupport", path: "Tests/MeshTestSupport"),
         .testTarget(name: "MeshTransportTests", dependencies: ["MeshTransport", "CZeroMQ", "MeshTestSupport"]),
-        .testTarget(name: "MeshWireTests", dependencies: ["MeshWire"]),
-        .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshTransport", "MeshWire", "MeshTestSupport"]),
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
+        .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
+        .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),
+        .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]),
         .testTarget(
             name: "MeshIntegrationTests",
-            dependencies: ["mesh", "MeshAgent", "MeshTransport", "MeshWire", "MeshTestSupport"]
+            dependencies: ["mesh", "MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshCore
 import MeshTransport
 import MeshWire
 import Synchronization
@@ -14,18 +15,34 @@ public struct AgentConfiguration: Sendable {
     /// The address other hosts should dial (`--advertise`); defaults to the bound address, with the
     /// host name in place of a wildcard.
     public var advertise: AgentAddress?
+    /// Agents to join through (`--join`); none: the first member of a new mesh.
+    public var seeds: [AgentAddress]
+    public var nodeClass: String
+    public var labels: [String: String]
+    public var slots: Int
+    /// GPUs to offer; nil: what `nvidia-smi` reports (none without it).
+    public var gpus: Int?
     public var transport: TransportSettings
+    public var membership: Membership.Settings
 
     public init(
         name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
         listen: AgentAddress = .tcp(host: "0.0.0.0", port: AgentAddress.defaultPort),
-        advertise: AgentAddress? = nil, transport: TransportSettings = .init()
+        advertise: AgentAddress? = nil, seeds: [AgentAddress] = [], nodeClass: String = "",
+        labels: [String: String] = [:], slots: Int = 1, gpus: Int? = nil,
+        transport: TransportSettings = .init(), membership: Membership.Settings = .init()
     ) {
         self.name = name
         self.dataDirectory = dataDirectory
         self.listen = listen
         self.advertise = advertise
+        self.seeds = seeds
+        self.nodeClass = nodeClass
+        self.labels = labels
+        self.slots = slots
+        self.gpus = gpus
         self.transport = transport
+        self.membership = membership
     }
 
     public static var defaultName: String {
@@ -41,7 +58,9 @@ public final class Agent: Sendable {
     /// The TCP endpoint actually bound (with the real port when `--listen` asked for port 0).
     public let boundAddress: AgentAddress
     public let advertisedAddress: AgentAddress
+    public let nodeID: NodeID
     private let transport: Transport
+    private let stop = Box(false)
     private let directoryLock: DirectoryLock
     private let logger: Logger
 
@@ -53,14 +72,15 @@ public final class Agent: Sendable {
         let secret = try dir.readKey()
         let lock = try dir.lock()
         do {
-            return try Agent(configuration: configuration, secret: secret, lock: lock, logger: logger)
+            let id = try dir.loadOrCreateNodeID()
+            return try Agent(configuration: configuration, secret: secret, id: id, lock: lock, logger: logger)
         } catch {
             lock.release()
             throw error
         }
     }
 
-    private init(configuration: AgentConfiguration, secret: ClusterSecret, lock: DirectoryLock, logger: Logger) throws(AgentError) {
+    private init(configuration: AgentConfiguration, secret: ClusterSecret, id: NodeID, lock: DirectoryLock, logger: Logger) throws(AgentError) {
         let dir = configuration.dataDirectory
         guard dir.socketPath.utf8.count <= 107 else { throw .socketPathTooLong(dir.socketPath) }
         var tagged = logger
@@ -70,12 +90,14 @@ public final class Agent: Sendable {
         self.keys = secret.keys
         self.directoryLock = lock
         self.logger = logger
+        self.nodeID = id
 
         let node = Box<WireNodeInfo>(WireNodeInfo())
+        let stop = self.stop
         let transport: Transport
         do {
             transport = try Transport(settings: configuration.transport, security: .curve(secret.keys), logger: logger) { _ in
-                AgentHandler(node: node, logger: logger)
+                AgentHandler(node: node, logger: logger, requestStop: { stop.set(true) })
             }
         } catch {
             throw .transport(error as? TransportError ?? TransportError("start", detail: "\(error)"))
@@ -106,19 +128,56 @@ public final class Agent: Sendable {
         info.advertise = advertisedAddress.description
         node.set(info)
 
+        // Membership: this node's metadata, one incarnation above the last it published.
+        let hardware = Hardware.detect()
+        let meta = Membership.Meta(
+            name: configuration.name, address: advertisedAddress.description, nodeClass: configuration.nodeClass,
+            labels: configuration.labels, slots: configuration.slots, cpus: hardware.cpus, memoryMB: hardware.memoryMB,
+            gpus: configuration.gpus ?? hardware.gpus, gpuModel: hardware.gpuModel, version: MeshVersion.string,
+            protocolVersion: Wire.protocolVersion)
+        let incarnation = dir.readIncarnation() + 1
+        let seeds = configuration.seeds.map(\.description)
+        let settings = configuration.membership
         do {
+            try transport.run { loop in
+                guard let handler = loop.handler as? AgentHandler else { return }
+                let shell = MembershipShell(
+                    id: id, meta: meta, incarnation: incarnation, settings: settings, dataDirectory: dir, logger: logger, loop: loop)
+                handler.membership = shell
+                shell.start(seeds: seeds, loop: loop)
+            }
             try dir.writeAtomically(dir.endpointFile, boundAddress.endpoint + "\n")
         } catch {
             transport.shutdown()
-            throw error
+            throw error as? AgentError ?? .transport(TransportError("start", detail: "\(error)"))
         }
         logger.info("agent listening", metadata: [
             "tcp": "\(boundAddress)", "local": "\(dir.socketPath)", "advertise": "\(advertisedAddress)",
-            "mesh": "\(keys.fingerprint)", "version": "\(MeshVersion.string)",
+            "mesh": "\(keys.fingerprint)", "version": "\(MeshVersion.string)", "id": "\(id)",
         ])
     }
 
     public var isRunning: Bool { transport.isRunning }
+
+    /// Why joining failed for good (wrong key, name taken, incompatible version), if it did.
+    public var joinFailure: String? {
+        try? transport.run { loop -> String? in
+            guard let shell = (loop.handler as? AgentHandler)?.membership, case .failed(let why) = shell.join else { return nil }
+            return why
+        }
+    }
+
+    /// The agent's view of the mesh, as `mesh status` shows it.
+    public func status() -> WireStatusReply? {
+        try? transport.run { loop -> WireStatusReply? in
+            guard let handler = loop.handler as? AgentHandler else { return nil }
+            return handler.status(loop: loop)
+        }
+    }
+
+    /// The agent was asked to stop (by `mesh leave`); the owner of the process should call
+    /// `shutdown()`.
+    public var stopRequested: Bool { stop.value }
 
     /// Closes every socket, removes the endpoint file and socket, and releases the data directory.
     public func shutdown() {

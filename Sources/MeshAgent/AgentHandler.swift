@@ -1,4 +1,5 @@
 import Logging
+import MeshCore
 import MeshTransport
 import MeshWire
 
@@ -7,6 +8,9 @@ import MeshWire
 final class AgentHandler: TransportHandler {
     private let node: Box<WireNodeInfo>
     private let logger: Logger
+    private let requestStop: @Sendable () -> Void
+    /// Set once the agent has bound its address (the membership metadata needs it).
+    var membership: MembershipShell?
     private var limiter = LogLimiter()
     private var nextRequestID: UInt64 = 1
     private var peerPings: [UInt64: PeerPing] = [:]
@@ -21,9 +25,10 @@ final class AgentHandler: TransportHandler {
         var timer: TimerID
     }
 
-    init(node: Box<WireNodeInfo>, logger: Logger) {
+    init(node: Box<WireNodeInfo>, logger: Logger, requestStop: @escaping @Sendable () -> Void) {
         self.node = node
         self.logger = logger
+        self.requestStop = requestStop
     }
 
     // MARK: Messages
@@ -52,9 +57,54 @@ final class AgentHandler: TransportHandler {
             send(Wire.envelope(.pong(pong), requestID: envelope.requestID), to: route, loop: loop)
         case .pingPeer(let request):
             startPeerPing(request, client: route, requestID: envelope.requestID, loop: loop)
+        case .gossip(let w):
+            guard message.userID != KeyRole.client.rawValue else {
+                send(Wire.error(.badRequest, "gossip is for agents (peer key), not clients", requestID: envelope.requestID), to: route, loop: loop)
+                return
+            }
+            receiveGossip(w, via: .listener(route), who: who, loop: loop)
+        case .statusRequest:
+            guard let membership else {
+                send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop)
+                return
+            }
+            send(Wire.envelope(.statusReply(membership.status(node: node.value, loop: loop)), requestID: envelope.requestID), to: route, loop: loop)
+        case .leaveRequest:
+            leave(client: route, requestID: envelope.requestID, loop: loop)
         default:
             limiter.warning(logger, key: "unsupported:\(who)", now: loop.now, "\(who) sent a request this agent does not handle")
             send(Wire.error(.unsupported, "this agent (mesh \(MeshVersion.string)) does not handle that request", requestID: envelope.requestID), to: route, loop: loop)
+        }
+    }
+
+    func status(loop: TransportLoop) -> WireStatusReply? {
+        membership?.status(node: node.value, loop: loop)
+    }
+
+    private func receiveGossip(_ w: WireGossipPacket, via source: InboundMessage.Source, who: String, loop: TransportLoop) {
+        guard let membership else { return }
+        do {
+            membership.received(try Wire.packet(w), via: source, loop: loop)
+        } catch {
+            limiter.warning(logger, key: "badgossip:\(who)", now: loop.now, "dropped gossip from \(who): \(error)")
+        }
+    }
+
+    /// Tells the mesh we are leaving, gives the news a moment to spread, answers the client, and
+    /// asks the agent to stop.
+    private func leave(client: Route, requestID: UInt64, loop: TransportLoop) {
+        guard let membership else {
+            send(Wire.error(.retryLater, "the agent is starting", requestID: requestID), to: client, loop: loop)
+            return
+        }
+        let told = membership.leave(loop: loop)
+        logger.info("leaving the mesh", metadata: ["told": "\(told)"])
+        loop.schedule(after: membership.instance.settings.gossipInterval * 3) { [weak self] loop in
+            guard let self else { return }
+            var reply = WireLeaveReply()
+            reply.told = UInt32(told)
+            self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
+            self.requestStop()
         }
     }
 
@@ -126,7 +176,14 @@ final class AgentHandler: TransportHandler {
             limiter.warning(logger, key: "badpeer:\(peer)", now: loop.now, "dropped a reply from \(peer): \(error)")
             return
         }
-        guard let p = peerPings[envelope.requestID], p.peer == peer else { return }
+        if case .gossip(let w) = envelope.body {
+            receiveGossip(w, via: .peer(peer), who: "\(peer)", loop: loop)
+            return
+        }
+        guard let p = peerPings[envelope.requestID], p.peer == peer else {
+            if case .error(let e) = envelope.body { membership?.errorReply(e, from: peer, loop: loop) }
+            return
+        }
         switch envelope.body {
         case .pong(let pong):
             var result = WirePingPeerResult()
@@ -153,6 +210,8 @@ final class AgentHandler: TransportHandler {
 
     func connectionEvent(_ event: ConnectionEvent, loop: TransportLoop) {
         switch event {
+        case .peer(let peer, _, let change) where !peerPings.values.contains(where: { $0.peer == peer }):
+            membership?.connectionEvent(peer, change, loop: loop)
         case .peer(let peer, _, .established):
             for (id, p) in peerPings where p.peer == peer { sendPeerPing(id, loop: loop) }
         case .peer(let peer, _, .handshakeFailed(let failure)):

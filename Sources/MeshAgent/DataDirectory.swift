@@ -1,4 +1,5 @@
 import Foundation
+import MeshCore
 import MeshTransport
 
 /// The agent's directory (`$MESH_HOME`, else `~/.mesh`): the cluster key, the local socket, the
@@ -23,6 +24,9 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
     public var socketPath: String { path + "/agent.sock" }
     public var endpointFile: String { path + "/agent.endpoint" }
     public var lockFile: String { path + "/agent.pid" }
+    public var logFile: String { path + "/agent.log" }
+    public var nodeIDFile: String { path + "/node.id" }
+    public var incarnationFile: String { path + "/incarnation" }
 
     public var localAddress: AgentAddress { .ipc(path: socketPath) }
 
@@ -100,15 +104,60 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
         return DirectoryLock(fd: fd)
     }
 
-    /// Replaces `file` atomically with `contents` (write to a temporary name, then rename).
+    /// The pid of the agent holding the directory's lock, or nil if none does. Only probes the
+    /// lock (shared, non-blocking); writes nothing.
+    public func lockHolder() -> Int32? {
+        let fd = open(lockFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        let text = (try? String(contentsOfFile: lockFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.flatMap { Int32($0) } ?? -1
+    }
+
+    /// Replaces `file` atomically with `contents`: written to a temporary name, synced, renamed.
     public func writeAtomically(_ file: String, _ contents: String) throws(AgentError) {
         let tmp = file + ".tmp"
-        do {
-            try contents.write(toFile: tmp, atomically: false, encoding: .utf8)
-            guard rename(tmp, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
-        } catch {
-            throw .dataDirectory(path, "cannot write \(file): \(Self.reason(error))")
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .dataDirectory(path, "cannot write \(file): \(String(cString: strerror(errno)))") }
+        let bytes = Array(contents.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(tmp, file) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw .dataDirectory(path, "cannot write \(file): \(why)")
         }
+        syncDirectory()
+    }
+
+    /// This host's node id: made once (64 random bits) and kept, so that a restarted agent is the
+    /// same member of the mesh.
+    public func loadOrCreateNodeID() throws(AgentError) -> NodeID {
+        if let text = try? String(contentsOfFile: nodeIDFile, encoding: .utf8) {
+            guard let id = NodeID(hex: text.trimmingCharacters(in: .whitespacesAndNewlines)), id.rawValue != 0 else {
+                throw .dataDirectory(path, "\(nodeIDFile) does not hold a node id (16 hex digits); remove it to make a new one")
+            }
+            return id
+        }
+        var id = NodeID(0)
+        while id.rawValue == 0 { id = NodeID(UInt64.random(in: .min ... .max)) }
+        try writeAtomically(nodeIDFile, id.description + "\n")
+        return id
+    }
+
+    /// The incarnation the agent last published (0 if none).
+    public func readIncarnation() -> UInt64 {
+        (try? String(contentsOfFile: incarnationFile, encoding: .utf8))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+    }
+
+    public func writeIncarnation(_ value: UInt64) throws(AgentError) {
+        try writeAtomically(incarnationFile, "\(value)\n")
     }
 
     private func syncDirectory() {

@@ -44,6 +44,20 @@ public final class MeshClient {
         return result
     }
 
+    /// The agent's view of the mesh.
+    public func status(timeout: Duration = .seconds(3)) throws(ClientError) -> WireStatusReply {
+        let reply = try call(.statusRequest(WireStatusRequest()), timeout: timeout)
+        guard case .statusReply(let status) = reply.body else { throw .unexpectedReply(address) }
+        return status
+    }
+
+    /// Asks the agent to leave the mesh gracefully and stop; returns how many members it told.
+    public func leave(timeout: Duration = .seconds(5)) throws(ClientError) -> Int {
+        let reply = try call(.leaveRequest(WireLeaveRequest()), timeout: timeout)
+        guard case .leaveReply(let r) = reply.body else { throw .unexpectedReply(address) }
+        return Int(r.told)
+    }
+
     /// Completes the connection and its security handshake.
     public func connect(timeout: Duration) throws(ClientError) {
         do {
@@ -68,6 +82,9 @@ public final class MeshClient {
                 do {
                     reply = try Wire.decode(frame)
                 } catch {
+                    if case .incompatibleVersion = error, let e = Wire.errorOfAnyVersion(frame) {
+                        throw ClientError.remote(address, e.code, e.message)
+                    }
                     throw ClientError.badReply(address, error)
                 }
                 // Replies to earlier requests that timed out may still arrive; skip them.
@@ -109,6 +126,7 @@ public enum ClientError: UserFacingError, Equatable {
             switch code {
             case .unreachable, .handshakeFailed, .timeout, .incompatibleVersion: ExitStatus.unreachable
             case .badRequest: ExitStatus.usage
+            case .retryLater: ExitStatus.retryLater
             default: ExitStatus.error
             }
         case .badReply, .unexpectedReply, .transport: ExitStatus.error

@@ -1,39 +1,30 @@
 import ArgumentParser
 import Logging
 import MeshAgent
+import MeshWire
 
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Run this host's agent in the foreground until SIGINT or SIGTERM.",
+        abstract: "Run this host's agent in the foreground until SIGINT or SIGTERM (what systemd runs).",
         discussion: """
             The agent listens for peers and remote clients on --listen (TCP, CURVE-encrypted) and for \
             local commands on agent.sock in the data directory. It writes the endpoint it bound to \
-            agent.endpoint there, so --listen 127.0.0.1:0 picks a free port that scripts can read.
+            agent.endpoint there, so --listen 127.0.0.1:0 picks a free port that scripts can read. \
+            With --join it joins an existing mesh through those agents, retrying while none answers.
             """
     )
 
     @OptionGroup var data: DataOptions
+    @OptionGroup var agent: AgentOptions
     @OptionGroup var log: LogOptions
 
-    @Option(name: .long, help: ArgumentHelp("This node's name in the mesh (default: the host name).", valueName: "NAME"))
-    var name: String = AgentConfiguration.defaultName
-
-    @Option(name: .long, help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "HOST:PORT"))
-    var listen: String = "0.0.0.0:\(AgentAddress.defaultPort)"
-
-    @Option(name: .long, help: ArgumentHelp("Address other hosts should dial (default: the listen address).", valueName: "HOST:PORT"))
-    var advertise: String?
+    @Option(name: .customLong("join"), help: ArgumentHelp("An agent of the mesh to join through (repeatable).", valueName: "HOST:PORT"))
+    var seeds: [String] = []
 
     func validate() throws {
-        do {
-            _ = try AgentAddress(parsing: listen)
-            if let advertise { _ = try AgentAddress(parsing: advertise, defaultHost: "") }
-        } catch {
-            throw ValidationError(error.description)
-        }
-        if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
-            throw ValidationError("a node name is non-empty and has no spaces or slashes: '\(name)'")
+        for s in seeds {
+            do { _ = try AgentAddress(parsing: s, defaultHost: "127.0.0.1") } catch { throw ValidationError(error.description) }
         }
     }
 
@@ -41,17 +32,23 @@ struct AgentCommand: ParsableCommand {
         Logging.bootstrap(log.logLevel)
         SignalWaiter.install()
         try reportingErrors {
-            let config = AgentConfiguration(
-                name: name, dataDirectory: data.directory, listen: try AgentAddress(parsing: listen),
-                advertise: try advertise.map { try AgentAddress(parsing: $0) })
-            let agent = try Agent.start(config)
-            while agent.isRunning {
-                if let sig = SignalWaiter.wait(timeout: .milliseconds(500)) {
-                    Logger(label: "mesh.agent").info("received signal \(sig)")
-                    break
-                }
-            }
-            agent.shutdown()
+            let agent = try Agent.start(try self.agent.configuration(data.directory, seeds: seeds))
+            try runUntilStopped(agent)
+        }
+    }
+}
+
+/// Keeps a foreground agent running until a signal, `mesh leave`, or a join that cannot succeed.
+func runUntilStopped(_ agent: Agent) throws {
+    let logger = Logger(label: "mesh.agent")
+    defer { agent.shutdown() }
+    while agent.isRunning && !agent.stopRequested {
+        if let sig = SignalWaiter.wait(timeout: .milliseconds(250)) {
+            logger.info("received signal \(sig)")
+            return
+        }
+        if let failure = agent.joinFailure {
+            throw JoinError.refused(failure)
         }
     }
 }

@@ -1,38 +1,54 @@
 import ArgumentParser
 import Foundation
 import MeshAgent
+import MeshTransport
 
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Make a new mesh on this host: create the data directory and the cluster key.",
+        abstract: "Make a new mesh on this host and start its first agent; prints the join token for other hosts.",
         discussion: """
-            The cluster key (cluster.key, mode 0600) is the mesh's one secret: every CURVE key pair \
-            of the mesh derives from it, and anyone who holds it can talk to the mesh. Copy it only to \
-            hosts that should belong to the mesh.
+            Creates the data directory and the cluster key (cluster.key, mode 0600): the mesh's one \
+            secret, from which every CURVE key pair of the mesh derives. The join token it prints \
+            holds that secret: whoever has it can join the mesh. The agent runs in the background \
+            (log: agent.log in the data directory) unless --foreground is given.
             """
     )
 
     @OptionGroup var data: DataOptions
+    @OptionGroup var agent: AgentOptions
+    @OptionGroup var log: LogOptions
 
-    @Option(name: .long, help: ArgumentHelp("Use the cluster key in FILE (another host's cluster.key) instead of making a new one.", valueName: "FILE"))
-    var key: String?
+    @Flag(name: .long, help: "Run the agent in this process instead of in the background.")
+    var foreground = false
 
     func run() throws {
+        Logging.bootstrap(log.logLevel)
         try reportingErrors {
-            var existing: String?
-            if let key {
-                guard let text = try? String(contentsOfFile: key, encoding: .utf8) else {
-                    throw AgentError.badClusterKey(key, "cannot read the file")
-                }
-                existing = text
+            let dir = data.directory
+            let made = try MeshSetup.initialise(dir)
+            let secret = try dir.readKey()
+            if foreground {
+                SignalWaiter.install()
+                let running = try Agent.start(try agent.configuration(dir))
+                printCreated(made, agent: agent.name, pid: getpid(), address: running.advertisedAddress,
+                             token: JoinToken(secret: secret, seeds: [running.advertisedAddress]))
+                try runUntilStopped(running)
+                return
             }
-            let made = try MeshSetup.initialise(data.directory, existingKey: existing)
-            print(made.imported
-                ? "Stored the key of mesh \(made.fingerprint) in \(made.dataDirectory.path)"
-                : "Created mesh \(made.fingerprint) in \(made.dataDirectory.path)")
-            print("  cluster key  \(made.keyFile)  (mode 0600; a secret: whoever holds it can use the mesh)")
-            print("Start this host's agent with: mesh agent --data-dir \(made.dataDirectory.path)")
+            let started = try MeshSetup.startAgent(dir, arguments: agent.arguments + log.arguments)
+            let advertised = (try? AgentAddress(parsing: started.status.node.advertise)) ?? started.address
+            printCreated(made, agent: agent.name, pid: started.pid, address: advertised,
+                         token: JoinToken(secret: secret, seeds: [advertised]))
         }
+    }
+
+    private func printCreated(_ made: MeshSetup.Created, agent name: String, pid: Int32, address: AgentAddress, token: JoinToken) {
+        print("Created mesh \(made.fingerprint); its first agent, \(name), is running (pid \(pid)) at \(address).")
+        print("  data directory  \(made.dataDirectory.path)  (cluster.key: the secret, mode 0600; agent.log)")
+        print("")
+        print("Add a host to the mesh with:")
+        print("  mesh join \(token.text)")
+        print("The token holds the cluster secret: anyone who has it can join the mesh. `mesh token` prints it again.")
     }
 }

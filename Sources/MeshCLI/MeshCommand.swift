@@ -9,13 +9,17 @@ public struct MeshCommand: ParsableCommand {
         commandName: "mesh",
         abstract: "A peer-to-peer mesh of lab machines that runs your experiments on whichever host is idle.",
         discussion: """
-            Start with `mesh init` on one host and `mesh agent` to run it. Every host of a mesh holds \
-            the same cluster key (in $MESH_HOME, default ~/.mesh); anyone holding it can talk to the mesh.
+            Start with `mesh init` on one host; it prints a join token. Run `mesh join TOKEN` on every \
+            other host, and `mesh status` anywhere. Every host of a mesh holds the same cluster key (in \
+            $MESH_HOME, default ~/.mesh); anyone holding it can talk to the mesh.
 
             Exit codes: 0 ok, 1 error, 64 usage, 69 mesh unreachable or key refused, 75 retry later.
             """,
         version: "mesh \(MeshVersion.string) (protocol \(Wire.protocolVersion), libzmq \(ZeroMQ.version.major).\(ZeroMQ.version.minor).\(ZeroMQ.version.patch))",
-        subcommands: [InitCommand.self, AgentCommand.self, PingCommand.self, CompletionsCommand.self]
+        subcommands: [
+            InitCommand.self, JoinCommand.self, StatusCommand.self, LeaveCommand.self, TokenCommand.self,
+            AgentCommand.self, PingCommand.self, CompletionsCommand.self,
+        ]
     )
 
     public init() {}

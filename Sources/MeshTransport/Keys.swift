@@ -126,6 +126,16 @@ public struct MeshKeys: Sendable, Equatable {
     public var fingerprint: String { KeyFingerprint.of(server.publicKey) }
 }
 
+/// A short BLAKE2b checksum, to tell a damaged token from a wrong one.
+public enum Checksum {
+    public static func of(_ bytes: [UInt8], length: Int = 4) -> [UInt8] {
+        precondition(sodiumReady, "libsodium failed to initialise")
+        var out = [UInt8](repeating: 0, count: length)
+        _ = crypto_generichash(&out, length, bytes, UInt64(bytes.count), nil, 0)
+        return out
+    }
+}
+
 public enum KeyFingerprint {
     /// 16 hex digits naming a public key in logs and errors without revealing anything secret.
     public static func of(_ publicKey: [UInt8]) -> String {
@@ -152,8 +162,8 @@ public enum KeyError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-enum Base64URL {
-    static func encode(_ bytes: [UInt8]) -> String {
+public enum Base64URL {
+    public static func encode(_ bytes: [UInt8]) -> String {
         let variant = Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING)
         let len = sodium_base64_encoded_len(bytes.count, variant)
         var out = [CChar](repeating: 0, count: len)
@@ -161,7 +171,7 @@ enum Base64URL {
         return String(nulTerminated: out)
     }
 
-    static func decode(_ text: String) -> [UInt8]? {
+    public static func decode(_ text: String) -> [UInt8]? {
         let variant = Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING)
         let input = Array(text.utf8CString)
         var out = [UInt8](repeating: 0, count: text.utf8.count)

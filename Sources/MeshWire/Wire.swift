@@ -1,5 +1,11 @@
 import SwiftProtobuf
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Encoding and decoding of the messages agents and clients exchange (`Protos/mesh_wire.proto`).
 ///
 /// Every message is one `WireEnvelope` carrying the sender's protocol version. `decode` checks the
@@ -7,9 +13,13 @@ import SwiftProtobuf
 /// clear `WireError.incompatibleVersion` rather than a misread message.
 public enum Wire {
     /// The protocol this build speaks.
-    public static let protocolVersion: UInt32 = 1
+    public static let protocolVersion: UInt32 = testVersion ?? 1
     /// The oldest protocol this build still understands.
-    public static let oldestSupportedVersion: UInt32 = 1
+    public static let oldestSupportedVersion: UInt32 = testVersion ?? 1
+
+    /// `MESH_TEST_PROTOCOL_VERSION=N` makes a process speak only protocol N: the tests use it to
+    /// play an agent of another release. Nothing else reads it.
+    private static let testVersion: UInt32? = getenv("MESH_TEST_PROTOCOL_VERSION").flatMap { UInt32(String(cString: $0)) }
     /// Envelopes larger than this are refused before parsing.
     public static let maxEnvelopeSize = 16 << 20
 
@@ -48,6 +58,13 @@ public enum Wire {
         guard isSupported(e.protocolVersion) else { throw .incompatibleVersion(peer: e.protocolVersion, requestID: e.requestID) }
         guard e.body != nil else { throw .malformed("empty message") }
         return e
+    }
+
+    /// The error in a reply from an agent of another protocol version: the envelope's layout is the
+    /// same in every version, so its error message can still be shown.
+    public static func errorOfAnyVersion(_ bytes: [UInt8]) -> WireErrorReply? {
+        guard let e = try? WireEnvelope(serializedBytes: bytes), case .error(let err)? = e.body else { return nil }
+        return err
     }
 
     /// The error reply for a message that could not be used.

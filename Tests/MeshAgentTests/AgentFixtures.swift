@@ -1,5 +1,6 @@
 import Foundation
 import MeshAgent
+import MeshCore
 import MeshTestSupport
 import MeshTransport
 import MeshWire
@@ -10,7 +11,8 @@ struct RunningAgent {
     let directory: TemporaryDirectory
     let secret: ClusterSecret
 
-    init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil, maxMessageSize: Int64? = nil) throws {
+    init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil, maxMessageSize: Int64? = nil,
+         seeds: [AgentAddress] = []) throws {
         directory = try TemporaryDirectory("ma")
         let dir = DataDirectory(path: directory.sub("d"))
         _ = try MeshSetup.initialise(dir, existingKey: key ?? other.map { $0.secret.text })
@@ -19,7 +21,7 @@ struct RunningAgent {
         settings.handshakeTimeout = .seconds(2)
         if let maxMessageSize { settings.maxMessageSize = maxMessageSize }
         agent = try Agent.start(AgentConfiguration(
-            name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), transport: settings))
+            name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), seeds: seeds, transport: settings))
     }
 
     var tcp: AgentAddress { agent.boundAddress }

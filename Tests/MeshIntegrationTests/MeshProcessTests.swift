@@ -11,8 +11,8 @@ struct MeshProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let a = try s.initMesh("a")
-            let b = try s.initMesh("b", keyFrom: a)
+            let a = try s.dataDirectory("a")
+            let b = try s.dataDirectory("b", secret: try s.secret(of: a))
             let alpha = try s.startAgent(a, name: "alpha")
             let beta = try s.startAgent(b, name: "beta")
 
@@ -43,8 +43,8 @@ struct MeshProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let a = try s.initMesh("a")
-            let other = try s.initMesh("other")
+            let a = try s.dataDirectory("a")
+            let other = try s.dataDirectory("other")
             let alpha = try s.startAgent(a, name: "alpha")
 
             let r = try s.mesh(["ping", "--data-dir", other, "--to", alpha.address, "--timeout", "20s"])
@@ -65,7 +65,7 @@ struct MeshProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let a = try s.initMesh("a")
+            let a = try s.dataDirectory("a")
             let closed = try ReservedPort()
             let r = try s.mesh(["ping", "--data-dir", a, "--to", closed.address, "--timeout", "500ms"])
             #expect(r.exitCode == 69, "\(r)")
@@ -81,7 +81,7 @@ struct MeshProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let a = try s.initMesh("a")
+            let a = try s.dataDirectory("a")
             let alpha = try s.startAgent(a, name: "alpha")
             let pid = alpha.process.pid
             let started = ContinuousClock.now
@@ -105,8 +105,8 @@ struct MeshProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let a = try s.initMesh("a")
-            let b = try s.initMesh("b", keyFrom: a)
+            let a = try s.dataDirectory("a")
+            let b = try s.dataDirectory("b", secret: try s.secret(of: a))
             let alpha = try s.startAgent(a, name: "alpha")
 
             let port = try s.mesh(["agent", "--data-dir", b, "--listen", alpha.address])
@@ -126,7 +126,7 @@ struct MeshProcessTests {
             #expect(badDir.exitCode == 1, "\(badDir)")
             #expect(badDir.stderr.contains("cannot use data directory"))
 
-            let initTwice = try s.mesh(["init", "--data-dir", a])
+            let initTwice = try s.mesh(["init", "--data-dir", a, "--listen", "127.0.0.1:0"])
             #expect(initTwice.exitCode == 1)
             #expect(initTwice.stderr.contains("already holds"))
 

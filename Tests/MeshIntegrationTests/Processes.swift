@@ -1,6 +1,8 @@
 import Foundation
 import MeshAgent
 import MeshTestSupport
+import MeshTransport
+import MeshWire
 
 /// The result of running one `mesh` command to its end.
 struct CommandResult: CustomStringConvertible {
@@ -13,8 +15,8 @@ struct CommandResult: CustomStringConvertible {
     var description: String { "\(status)\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
 }
 
-/// A scratch area for one test: data directories, logs, and every process it starts, which
-/// `cleanUp()` stops by pid.
+/// A scratch area for one test: data directories, logs, and every agent it starts, which
+/// `cleanUp()` stops by pid (foreground ones it holds, background ones from their agent.pid).
 final class Scratch: @unchecked Sendable {
     let dir: TemporaryDirectory
     private var agents: [ChildProcess] = []
@@ -24,11 +26,13 @@ final class Scratch: @unchecked Sendable {
     init() throws { dir = try TemporaryDirectory("mi") }
 
     /// Runs `mesh ARGS` to completion (killing it after `timeout`).
-    func mesh(_ args: [String], timeout: Duration = .seconds(30)) throws -> CommandResult {
+    func mesh(_ args: [String], environment: [String: String]? = nil, timeout: Duration = .seconds(60)) throws -> CommandResult {
         let n = lock.withLock { counter += 1; return counter }
         let out = dir.sub("cmd\(n).out"), err = dir.sub("cmd\(n).err")
         let started = ContinuousClock.now
-        let p = try ChildProcess.spawn(MeshBinary.path, args, stdout: out, stderr: err)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment ?? [:] { env[k] = v }
+        let p = try ChildProcess.spawn(MeshBinary.path, args, environment: env, stdout: out, stderr: err)
         let status = p.wait(timeout: timeout) ?? p.terminate(grace: .seconds(1))
         let elapsed = ContinuousClock.now - started
         return CommandResult(
@@ -38,22 +42,25 @@ final class Scratch: @unchecked Sendable {
             elapsed: elapsed)
     }
 
-    /// `mesh init` in a fresh data directory (with another one's key if given); returns its path.
-    func initMesh(_ name: String, keyFrom other: String? = nil) throws -> String {
-        let d = dir.sub(name)
-        var args = ["init", "--data-dir", d]
-        if let other { args += ["--key", other + "/cluster.key"] }
-        let r = try mesh(args)
-        guard r.exitCode == 0 else { throw Failure("mesh init failed: \(r)") }
-        return d
+    /// A data directory with the given (or a new) cluster key, and no agent.
+    func dataDirectory(_ name: String, secret: ClusterSecret? = nil) throws -> String {
+        let d = DataDirectory(path: dir.sub(name))
+        _ = try MeshSetup.initialise(d, existingKey: secret?.text)
+        return d.path
     }
 
-    /// Starts `mesh agent` on a free loopback port and waits for it to publish its endpoint.
-    func startAgent(_ dataDir: String, name: String, extra: [String] = []) throws -> AgentProcess {
+    func secret(of dataDir: String) throws -> ClusterSecret { try DataDirectory(path: dataDir).readKey() }
+
+    /// Starts `mesh agent` in the foreground (held by this test) on a free loopback port, and waits
+    /// for it to publish its endpoint.
+    func startAgent(_ dataDir: String, name: String, join seeds: [String] = [], extra: [String] = [],
+                    environment: [String: String]? = nil) throws -> AgentProcess {
         let log = dataDir + ".log"
-        let p = try ChildProcess.spawn(
-            MeshBinary.path, ["agent", "--data-dir", dataDir, "--name", name, "--listen", "127.0.0.1:0"] + extra,
-            stdout: log, stderr: log)
+        unlink(dataDir + "/agent.endpoint")
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment ?? [:] { env[k] = v }
+        let args = ["agent", "--data-dir", dataDir, "--name", name, "--listen", "127.0.0.1:0"] + seeds.flatMap { ["--join", $0] } + extra
+        let p = try ChildProcess.spawn(MeshBinary.path, args, environment: env, stdout: log, stderr: log)
         lock.withLock { agents.append(p) }
         let endpointFile = dataDir + "/agent.endpoint"
         let deadline = ContinuousClock.now + .seconds(20)
@@ -69,8 +76,31 @@ final class Scratch: @unchecked Sendable {
         throw Failure("agent \(name) did not start listening within 20 s")
     }
 
+    /// What the agent of `dataDir` says over its local socket (nil if it does not answer).
+    func status(_ dataDir: String) -> WireStatusReply? {
+        guard let secret = try? secret(of: dataDir),
+              let c = try? MeshClient(address: DataDirectory(path: dataDir).localAddress, secret: secret) else { return nil }
+        defer { c.close() }
+        return try? c.status(timeout: .seconds(2))
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes; returns the time it took, or nil.
+    func waitFor(_ timeout: Duration, every: Duration = .milliseconds(50), _ condition: () -> Bool) -> Duration? {
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < timeout {
+            if condition() { return ContinuousClock.now - start }
+            usleep(UInt32(every.components.attoseconds / 1_000_000_000_000))
+        }
+        return condition() ? ContinuousClock.now - start : nil
+    }
+
     func cleanUp() {
         for p in lock.withLock({ agents }) { p.terminate(grace: .seconds(2)) }
+        // Agents that `mesh init` or `mesh join` started in the background.
+        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        for d in dirs where FileManager.default.fileExists(atPath: dir.sub(d) + "/agent.pid") {
+            AgentLauncher.stop(DataDirectory(path: dir.sub(d)), grace: .seconds(3))
+        }
         dir.remove()
     }
 }
@@ -88,4 +118,25 @@ struct AgentProcess {
 struct Failure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+extension WireStatusReply {
+    /// State of the member called `name`, as this agent sees it.
+    func state(of name: String) -> String? {
+        members.first { $0.record.meta.name == name }.map { "\(MeshCoreState($0.record.state))" }
+    }
+
+    func member(_ name: String) -> WireMemberStatus? { members.first { $0.record.meta.name == name } }
+
+    var aliveNames: Set<String> { Set(members.filter { $0.record.state == .alive }.map(\.record.meta.name)) }
+}
+
+func MeshCoreState(_ s: WireMemberState) -> String {
+    switch s {
+    case .alive: "alive"
+    case .suspect: "suspect"
+    case .dead: "dead"
+    case .left: "left"
+    default: "unknown"
+    }
 }

@@ -99,19 +99,20 @@ struct TransportSecurityTests {
     func wrongServerKey() async throws {
         let server = try EchoServer(security: .curve(meshKeys))
         defer { server.shutdown() }
-        let started = ContinuousClock.now
-        let error = try await onThread { () -> RequestError? in
-            try requestFailure(
+        // Timed on the worker thread: the await itself may wait for a busy cooperative pool.
+        let (error, elapsed) = try await onThread { () -> (RequestError?, Duration) in
+            let started = ContinuousClock.now
+            let e = try requestFailure(
                 endpoint: server.endpoint, security: TransportSecurity.curve(otherMeshKeys).client(as: .client),
-                settings: .testing, timeout: .seconds(10))
+                settings: .testing, timeout: .seconds(30))
+            return (e, ContinuousClock.now - started)
         }
-        let elapsed = ContinuousClock.now - started
         guard case .handshakeFailed = error else {
             Issue.record("expected a handshake failure, got \(String(describing: error))")
             return
         }
-        // Bounded: far below the 10 s the client was willing to wait.
-        #expect(elapsed < .seconds(5))
+        // A handshake error, long before the 30 s the client was willing to wait.
+        #expect(elapsed < .seconds(15))
         #expect(server.seen.value.isEmpty)
     }
 

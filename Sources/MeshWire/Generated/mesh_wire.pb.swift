@@ -28,6 +28,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum WireMemberState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case alive // = 1
+  case suspect // = 2
+  case dead // = 3
+  case left // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .alive
+    case 2: self = .suspect
+    case 3: self = .dead
+    case 4: self = .left
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .alive: return 1
+    case .suspect: return 2
+    case .dead: return 3
+    case .left: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [WireMemberState] = [
+    .unspecified,
+    .alive,
+    .suspect,
+    .dead,
+    .left,
+  ]
+
+}
+
 /// Every message on the wire. Field 1 stays the protocol version in every future version, so any
 /// receiver can read it and answer an incompatible sender with an Error instead of guessing.
 public nonisolated struct WireEnvelope: Sendable {
@@ -82,6 +128,46 @@ public nonisolated struct WireEnvelope: Sendable {
     set {body = .pingPeerResult(newValue)}
   }
 
+  public var gossip: WireGossipPacket {
+    get {
+      if case .gossip(let v)? = body {return v}
+      return WireGossipPacket()
+    }
+    set {body = .gossip(newValue)}
+  }
+
+  public var statusRequest: WireStatusRequest {
+    get {
+      if case .statusRequest(let v)? = body {return v}
+      return WireStatusRequest()
+    }
+    set {body = .statusRequest(newValue)}
+  }
+
+  public var statusReply: WireStatusReply {
+    get {
+      if case .statusReply(let v)? = body {return v}
+      return WireStatusReply()
+    }
+    set {body = .statusReply(newValue)}
+  }
+
+  public var leaveRequest: WireLeaveRequest {
+    get {
+      if case .leaveRequest(let v)? = body {return v}
+      return WireLeaveRequest()
+    }
+    set {body = .leaveRequest(newValue)}
+  }
+
+  public var leaveReply: WireLeaveReply {
+    get {
+      if case .leaveReply(let v)? = body {return v}
+      return WireLeaveReply()
+    }
+    set {body = .leaveReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -90,6 +176,11 @@ public nonisolated struct WireEnvelope: Sendable {
     case error(WireErrorReply)
     case pingPeer(WirePingPeer)
     case pingPeerResult(WirePingPeerResult)
+    case gossip(WireGossipPacket)
+    case statusRequest(WireStatusRequest)
+    case statusReply(WireStatusReply)
+    case leaveRequest(WireLeaveRequest)
+    case leaveReply(WireLeaveReply)
 
   }
 
@@ -232,6 +323,9 @@ public nonisolated struct WireErrorReply: Sendable {
     case timeout // = 6
     case `internal` // = 7
     case badRequest // = 8
+
+    /// The agent cannot answer yet (it is starting); try again shortly.
+    case retryLater // = 9
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -249,6 +343,7 @@ public nonisolated struct WireErrorReply: Sendable {
       case 6: self = .timeout
       case 7: self = .internal
       case 8: self = .badRequest
+      case 9: self = .retryLater
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -264,6 +359,7 @@ public nonisolated struct WireErrorReply: Sendable {
       case .timeout: return 6
       case .internal: return 7
       case .badRequest: return 8
+      case .retryLater: return 9
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -279,9 +375,497 @@ public nonisolated struct WireErrorReply: Sendable {
       .timeout,
       .internal,
       .badRequest,
+      .retryLater,
     ]
 
   }
+
+  public init() {}
+}
+
+public nonisolated struct WireMemberMeta: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// HOST:PORT that other agents dial.
+  public var address: String = String()
+
+  public var nodeClass: String = String()
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var slots: UInt32 = 0
+
+  public var cpus: UInt32 = 0
+
+  public var memoryMb: UInt64 = 0
+
+  public var gpus: UInt32 = 0
+
+  public var gpuModel: String = String()
+
+  public var version: String = String()
+
+  public var protocolVersion: UInt32 = 0
+
+  public var cordoned: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireMemberUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: WireMemberUpdate.Kind = .unspecified
+
+  public var node: UInt64 = 0
+
+  public var incarnation: UInt64 = 0
+
+  /// Who suspects or declares dead (SUSPECT, DEAD).
+  public var from: UInt64 = 0
+
+  /// ALIVE only.
+  public var meta: WireMemberMeta {
+    get {_meta ?? WireMemberMeta()}
+    set {_meta = newValue}
+  }
+  /// Returns true if `meta` has been explicitly set.
+  public var hasMeta: Bool {self._meta != nil}
+  /// Clears the value of `meta`. Subsequent reads from it will return its default value.
+  public mutating func clearMeta() {self._meta = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+    case alive // = 1
+    case suspect // = 2
+
+    /// From the node itself: a graceful leave.
+    case dead // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .alive
+      case 2: self = .suspect
+      case 3: self = .dead
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .alive: return 1
+      case .suspect: return 2
+      case .dead: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [WireMemberUpdate.Kind] = [
+      .unspecified,
+      .alive,
+      .suspect,
+      .dead,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _meta: WireMemberMeta? = nil
+}
+
+public nonisolated struct WireMemberRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var node: UInt64 = 0
+
+  public var incarnation: UInt64 = 0
+
+  public var state: WireMemberState = .unspecified
+
+  public var meta: WireMemberMeta {
+    get {_meta ?? WireMemberMeta()}
+    set {_meta = newValue}
+  }
+  /// Returns true if `meta` has been explicitly set.
+  public var hasMeta: Bool {self._meta != nil}
+  /// Clears the value of `meta`. Subsequent reads from it will return its default value.
+  public mutating func clearMeta() {self._meta = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _meta: WireMemberMeta? = nil
+}
+
+public nonisolated struct WireGossipPacket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: UInt64 = 0
+
+  public var fromAddress: String = String()
+
+  public var updates: [WireMemberUpdate] = []
+
+  public var message: WireGossipPacket.OneOf_Message? = nil
+
+  public var ping: WireGossipPing {
+    get {
+      if case .ping(let v)? = message {return v}
+      return WireGossipPing()
+    }
+    set {message = .ping(newValue)}
+  }
+
+  public var ack: WireGossipAck {
+    get {
+      if case .ack(let v)? = message {return v}
+      return WireGossipAck()
+    }
+    set {message = .ack(newValue)}
+  }
+
+  public var pingReq: WireGossipPingReq {
+    get {
+      if case .pingReq(let v)? = message {return v}
+      return WireGossipPingReq()
+    }
+    set {message = .pingReq(newValue)}
+  }
+
+  public var nack: WireGossipNack {
+    get {
+      if case .nack(let v)? = message {return v}
+      return WireGossipNack()
+    }
+    set {message = .nack(newValue)}
+  }
+
+  public var gossip: WireGossipOnly {
+    get {
+      if case .gossip(let v)? = message {return v}
+      return WireGossipOnly()
+    }
+    set {message = .gossip(newValue)}
+  }
+
+  public var pushPull: WireGossipPushPull {
+    get {
+      if case .pushPull(let v)? = message {return v}
+      return WireGossipPushPull()
+    }
+    set {message = .pushPull(newValue)}
+  }
+
+  public var joinRejected: WireGossipJoinRejected {
+    get {
+      if case .joinRejected(let v)? = message {return v}
+      return WireGossipJoinRejected()
+    }
+    set {message = .joinRejected(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Message: Equatable, Sendable {
+    case ping(WireGossipPing)
+    case ack(WireGossipAck)
+    case pingReq(WireGossipPingReq)
+    case nack(WireGossipNack)
+    case gossip(WireGossipOnly)
+    case pushPull(WireGossipPushPull)
+    case joinRejected(WireGossipJoinRejected)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipPing: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var seq: UInt32 = 0
+
+  public var target: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var seq: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipPingReq: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var seq: UInt32 = 0
+
+  public var target: UInt64 = 0
+
+  public var address: String = String()
+
+  public var wantNack: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipNack: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var seq: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipOnly: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipPushPull: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var join: Bool = false
+
+  public var reply: Bool = false
+
+  public var members: [WireMemberRecord] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireGossipJoinRejected: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireStatusReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The answering agent.
+  public var node: WireNodeInfo {
+    get {_node ?? WireNodeInfo()}
+    set {_node = newValue}
+  }
+  /// Returns true if `node` has been explicitly set.
+  public var hasNode: Bool {self._node != nil}
+  /// Clears the value of `node`. Subsequent reads from it will return its default value.
+  public mutating func clearNode() {self._node = nil}
+
+  public var nodeID: UInt64 = 0
+
+  public var members: [WireMemberStatus] = []
+
+  public var join: WireJoinStatus {
+    get {_join ?? WireJoinStatus()}
+    set {_join = newValue}
+  }
+  /// Returns true if `join` has been explicitly set.
+  public var hasJoin: Bool {self._join != nil}
+  /// Clears the value of `join`. Subsequent reads from it will return its default value.
+  public mutating func clearJoin() {self._join = nil}
+
+  /// Lifeguard's local health multiplier (0 is healthy).
+  public var localHealth: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _node: WireNodeInfo? = nil
+  fileprivate var _join: WireJoinStatus? = nil
+}
+
+public nonisolated struct WireMemberStatus: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var record: WireMemberRecord {
+    get {_storage._record ?? WireMemberRecord()}
+    set {_uniqueStorage()._record = newValue}
+  }
+  /// Returns true if `record` has been explicitly set.
+  public var hasRecord: Bool {_storage._record != nil}
+  /// Clears the value of `record`. Subsequent reads from it will return its default value.
+  public mutating func clearRecord() {_uniqueStorage()._record = nil}
+
+  /// -1: never heard directly (or this is the answering node itself).
+  public var lastHeardMsAgo: Int64 {
+    get {_storage._lastHeardMsAgo}
+    set {_uniqueStorage()._lastHeardMsAgo = newValue}
+  }
+
+  public var stateSinceMsAgo: Int64 {
+    get {_storage._stateSinceMsAgo}
+    set {_uniqueStorage()._stateSinceMsAgo = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct WireJoinStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: WireJoinStatus.State = .unspecified
+
+  public var seeds: [String] = []
+
+  public var error: String = String()
+
+  /// The failure will not go away by retrying (wrong key, name taken, incompatible version).
+  public var permanent: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+
+    /// Started without seeds: a mesh of its own (mesh init).
+    case founder // = 1
+    case joining // = 2
+    case joined // = 3
+    case failed // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .founder
+      case 2: self = .joining
+      case 3: self = .joined
+      case 4: self = .failed
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .founder: return 1
+      case .joining: return 2
+      case .joined: return 3
+      case .failed: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [WireJoinStatus.State] = [
+      .unspecified,
+      .founder,
+      .joining,
+      .joined,
+      .failed,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct WireLeaveRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireLeaveReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Members told directly of the leave.
+  public var told: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -290,9 +874,13 @@ public nonisolated struct WireErrorReply: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "mesh.wire"
 
+nonisolated extension WireMemberState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MEMBER_STATE_UNSPECIFIED\0\u{1}MEMBER_STATE_ALIVE\0\u{1}MEMBER_STATE_SUSPECT\0\u{1}MEMBER_STATE_DEAD\0\u{1}MEMBER_STATE_LEFT\0")
+}
+
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0\u{1}gossip\0\u{3}status_request\0\u{3}status_reply\0\u{3}leave_request\0\u{3}leave_reply\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -367,6 +955,71 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.body = .pingPeerResult(v)
         }
       }()
+      case 21: try {
+        var v: WireGossipPacket?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .gossip(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .gossip(v)
+        }
+      }()
+      case 22: try {
+        var v: WireStatusRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .statusRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .statusRequest(v)
+        }
+      }()
+      case 23: try {
+        var v: WireStatusReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .statusReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .statusReply(v)
+        }
+      }()
+      case 24: try {
+        var v: WireLeaveRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .leaveRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .leaveRequest(v)
+        }
+      }()
+      case 25: try {
+        var v: WireLeaveReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .leaveReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .leaveReply(v)
+        }
+      }()
       default: break
       }
     }
@@ -403,6 +1056,26 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .pingPeerResult?: try {
       guard case .pingPeerResult(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .gossip?: try {
+      guard case .gossip(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .statusRequest?: try {
+      guard case .statusRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .statusReply?: try {
+      guard case .statusReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .leaveRequest?: try {
+      guard case .leaveRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .leaveReply?: try {
+      guard case .leaveReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
     }()
     case nil: break
     }
@@ -667,5 +1340,848 @@ nonisolated extension WireErrorReply: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension WireErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}MALFORMED\0\u{1}INCOMPATIBLE_VERSION\0\u{1}UNSUPPORTED\0\u{1}UNREACHABLE\0\u{1}HANDSHAKE_FAILED\0\u{1}TIMEOUT\0\u{1}INTERNAL\0\u{1}BAD_REQUEST\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}MALFORMED\0\u{1}INCOMPATIBLE_VERSION\0\u{1}UNSUPPORTED\0\u{1}UNREACHABLE\0\u{1}HANDSHAKE_FAILED\0\u{1}TIMEOUT\0\u{1}INTERNAL\0\u{1}BAD_REQUEST\0\u{1}RETRY_LATER\0")
+}
+
+nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberMeta"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}address\0\u{3}node_class\0\u{1}labels\0\u{1}slots\0\u{1}cpus\0\u{3}memory_mb\0\u{1}gpus\0\u{3}gpu_model\0\u{1}version\0\u{3}protocol_version\0\u{1}cordoned\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.nodeClass) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.memoryMb) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.gpus) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.gpuModel) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if !self.nodeClass.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeClass, fieldNumber: 3)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 4)
+    }
+    if self.slots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slots, fieldNumber: 5)
+    }
+    if self.cpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpus, fieldNumber: 6)
+    }
+    if self.memoryMb != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryMb, fieldNumber: 7)
+    }
+    if self.gpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpus, fieldNumber: 8)
+    }
+    if !self.gpuModel.isEmpty {
+      try visitor.visitSingularStringField(value: self.gpuModel, fieldNumber: 9)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 10)
+    }
+    if self.protocolVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 11)
+    }
+    if self.cordoned != false {
+      try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireMemberMeta, rhs: WireMemberMeta) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.nodeClass != rhs.nodeClass {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.slots != rhs.slots {return false}
+    if lhs.cpus != rhs.cpus {return false}
+    if lhs.memoryMb != rhs.memoryMb {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.gpuModel != rhs.gpuModel {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.protocolVersion != rhs.protocolVersion {return false}
+    if lhs.cordoned != rhs.cordoned {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireMemberUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}node\0\u{1}incarnation\0\u{1}from\0\u{1}meta\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
+      case 4: try { try decoder.decodeSingularFixed64Field(value: &self.from) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 2)
+    }
+    if self.incarnation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 3)
+    }
+    if self.from != 0 {
+      try visitor.visitSingularFixed64Field(value: self.from, fieldNumber: 4)
+    }
+    try { if let v = self._meta {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireMemberUpdate, rhs: WireMemberUpdate) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs._meta != rhs._meta {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireMemberUpdate.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}KIND_ALIVE\0\u{1}KIND_SUSPECT\0\u{1}KIND_DEAD\0")
+}
+
+nonisolated extension WireMemberRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}incarnation\0\u{1}state\0\u{1}meta\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 1)
+    }
+    if self.incarnation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 2)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 3)
+    }
+    try { if let v = self._meta {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireMemberRecord, rhs: WireMemberRecord) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs._meta != rhs._meta {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipPacket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipPacket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{3}from_address\0\u{1}updates\0\u{2}\u{7}ping\0\u{1}ack\0\u{3}ping_req\0\u{1}nack\0\u{1}gossip\0\u{3}push_pull\0\u{3}join_rejected\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFixed64Field(value: &self.from) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.fromAddress) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.updates) }()
+      case 10: try {
+        var v: WireGossipPing?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .ping(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .ping(v)
+        }
+      }()
+      case 11: try {
+        var v: WireGossipAck?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .ack(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .ack(v)
+        }
+      }()
+      case 12: try {
+        var v: WireGossipPingReq?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .pingReq(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .pingReq(v)
+        }
+      }()
+      case 13: try {
+        var v: WireGossipNack?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .nack(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .nack(v)
+        }
+      }()
+      case 14: try {
+        var v: WireGossipOnly?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .gossip(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .gossip(v)
+        }
+      }()
+      case 15: try {
+        var v: WireGossipPushPull?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .pushPull(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .pushPull(v)
+        }
+      }()
+      case 16: try {
+        var v: WireGossipJoinRejected?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .joinRejected(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .joinRejected(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.from != 0 {
+      try visitor.visitSingularFixed64Field(value: self.from, fieldNumber: 1)
+    }
+    if !self.fromAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromAddress, fieldNumber: 2)
+    }
+    if !self.updates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.updates, fieldNumber: 3)
+    }
+    switch self.message {
+    case .ping?: try {
+      guard case .ping(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .ack?: try {
+      guard case .ack(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .pingReq?: try {
+      guard case .pingReq(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .nack?: try {
+      guard case .nack(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .gossip?: try {
+      guard case .gossip(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .pushPull?: try {
+      guard case .pushPull(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .joinRejected?: try {
+      guard case .joinRejected(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipPacket, rhs: WireGossipPacket) -> Bool {
+    if lhs.from != rhs.from {return false}
+    if lhs.fromAddress != rhs.fromAddress {return false}
+    if lhs.updates != rhs.updates {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipPing: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipPing"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{1}target\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.seq) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.target) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.seq != 0 {
+      try visitor.visitSingularUInt32Field(value: self.seq, fieldNumber: 1)
+    }
+    if self.target != 0 {
+      try visitor.visitSingularFixed64Field(value: self.target, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipPing, rhs: WireGossipPing) -> Bool {
+    if lhs.seq != rhs.seq {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.seq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.seq != 0 {
+      try visitor.visitSingularUInt32Field(value: self.seq, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipAck, rhs: WireGossipAck) -> Bool {
+    if lhs.seq != rhs.seq {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipPingReq: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipPingReq"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{1}target\0\u{1}address\0\u{3}want_nack\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.seq) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.target) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.wantNack) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.seq != 0 {
+      try visitor.visitSingularUInt32Field(value: self.seq, fieldNumber: 1)
+    }
+    if self.target != 0 {
+      try visitor.visitSingularFixed64Field(value: self.target, fieldNumber: 2)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 3)
+    }
+    if self.wantNack != false {
+      try visitor.visitSingularBoolField(value: self.wantNack, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipPingReq, rhs: WireGossipPingReq) -> Bool {
+    if lhs.seq != rhs.seq {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.wantNack != rhs.wantNack {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipNack: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipNack"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.seq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.seq != 0 {
+      try visitor.visitSingularUInt32Field(value: self.seq, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipNack, rhs: WireGossipNack) -> Bool {
+    if lhs.seq != rhs.seq {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipOnly: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipOnly"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipOnly, rhs: WireGossipOnly) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipPushPull: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipPushPull"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}join\0\u{1}reply\0\u{1}members\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.join) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.reply) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.join != false {
+      try visitor.visitSingularBoolField(value: self.join, fieldNumber: 1)
+    }
+    if self.reply != false {
+      try visitor.visitSingularBoolField(value: self.reply, fieldNumber: 2)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipPushPull, rhs: WireGossipPushPull) -> Bool {
+    if lhs.join != rhs.join {return false}
+    if lhs.reply != rhs.reply {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireGossipJoinRejected: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GossipJoinRejected"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireGossipJoinRejected, rhs: WireGossipJoinRejected) -> Bool {
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireStatusRequest, rhs: WireStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._node) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.nodeID) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._join) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.localHealth) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._node {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.nodeID != 0 {
+      try visitor.visitSingularFixed64Field(value: self.nodeID, fieldNumber: 2)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 3)
+    }
+    try { if let v = self._join {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.localHealth != 0 {
+      try visitor.visitSingularUInt32Field(value: self.localHealth, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireStatusReply, rhs: WireStatusReply) -> Bool {
+    if lhs._node != rhs._node {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs._join != rhs._join {return false}
+    if lhs.localHealth != rhs.localHealth {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireMemberStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}record\0\u{3}last_heard_ms_ago\0\u{3}state_since_ms_ago\0")
+
+  fileprivate class _StorageClass {
+    var _record: WireMemberRecord? = nil
+    var _lastHeardMsAgo: Int64 = 0
+    var _stateSinceMsAgo: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _record = source._record
+      _lastHeardMsAgo = source._lastHeardMsAgo
+      _stateSinceMsAgo = source._stateSinceMsAgo
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._record) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._lastHeardMsAgo) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._stateSinceMsAgo) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._record {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._lastHeardMsAgo != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastHeardMsAgo, fieldNumber: 2)
+      }
+      if _storage._stateSinceMsAgo != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._stateSinceMsAgo, fieldNumber: 3)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireMemberStatus, rhs: WireMemberStatus) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._record != rhs_storage._record {return false}
+        if _storage._lastHeardMsAgo != rhs_storage._lastHeardMsAgo {return false}
+        if _storage._stateSinceMsAgo != rhs_storage._stateSinceMsAgo {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJoinStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JoinStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}seeds\0\u{1}error\0\u{1}permanent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.seeds) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.permanent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 1)
+    }
+    if !self.seeds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.seeds, fieldNumber: 2)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 3)
+    }
+    if self.permanent != false {
+      try visitor.visitSingularBoolField(value: self.permanent, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJoinStatus, rhs: WireJoinStatus) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.seeds != rhs.seeds {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.permanent != rhs.permanent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJoinStatus.State: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}STATE_FOUNDER\0\u{1}STATE_JOINING\0\u{1}STATE_JOINED\0\u{1}STATE_FAILED\0")
+}
+
+nonisolated extension WireLeaveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LeaveRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireLeaveRequest, rhs: WireLeaveRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireLeaveReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LeaveReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}told\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.told) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.told != 0 {
+      try visitor.visitSingularUInt32Field(value: self.told, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireLeaveReply, rhs: WireLeaveReply) -> Bool {
+    if lhs.told != rhs.told {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }

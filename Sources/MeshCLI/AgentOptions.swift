@@ -1,0 +1,77 @@
+import ArgumentParser
+import MeshAgent
+
+/// The options of an agent, shared by `mesh agent`, `mesh init` and `mesh join` (which pass them
+/// on to the agent they start).
+struct AgentOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("This node's name in the mesh (default: the host name; must be unique).", valueName: "NAME"))
+    var name: String = AgentConfiguration.defaultName
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on; port 0 picks a free port.", valueName: "HOST:PORT"))
+    var listen: String = "0.0.0.0:\(AgentAddress.defaultPort)"
+
+    @Option(name: .long, help: ArgumentHelp("Address other hosts should dial (default: the listen address, with the host name for 0.0.0.0).", valueName: "HOST:PORT"))
+    var advertise: String?
+
+    @Option(name: .customLong("class"), help: ArgumentHelp("A class of machine jobs can ask for (e.g. gpu-a100).", valueName: "CLASS"))
+    var nodeClass: String = ""
+
+    @Option(name: .long, help: "Jobs this node runs at once.")
+    var slots: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("GPUs to offer (default: those nvidia-smi lists, none without it).", valueName: "N"))
+    var gpus: Int?
+
+    @Option(name: .customLong("label"), help: ArgumentHelp("A label jobs can select on (repeatable).", valueName: "KEY=VALUE"))
+    var labels: [String] = []
+
+    func validate() throws {
+        do {
+            _ = try AgentAddress(parsing: listen)
+            if let advertise { _ = try AgentAddress(parsing: advertise, defaultHost: "") }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if name.isEmpty || name.utf8.count > 64 || name.contains(where: { !($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            throw ValidationError("a node name is 1 to 64 letters, digits, '-', '_' or '.': '\(name)'")
+        }
+        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        if let gpus, gpus < 0 { throw ValidationError("--gpus cannot be negative") }
+        _ = try parsedLabels()
+    }
+
+    func parsedLabels() throws -> [String: String] {
+        var out: [String: String] = [:]
+        for l in labels {
+            let parts = l.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty,
+                  parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw ValidationError("a label is KEY=VALUE with a key of letters, digits, '-', '_' or '.': '\(l)'")
+            }
+            out[parts[0]] = parts[1]
+        }
+        return out
+    }
+
+    func configuration(_ dir: DataDirectory, seeds: [String] = []) throws -> AgentConfiguration {
+        AgentConfiguration(
+            name: name, dataDirectory: dir, listen: try AgentAddress(parsing: listen),
+            advertise: try advertise.map { try AgentAddress(parsing: $0) },
+            seeds: try seeds.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") },
+            nodeClass: nodeClass, labels: try parsedLabels(), slots: slots, gpus: gpus)
+    }
+
+    /// The same options as arguments of `mesh agent`, for an agent started in the background.
+    var arguments: [String] {
+        var a = ["--name", name, "--listen", listen, "--slots", String(slots)]
+        if let advertise { a += ["--advertise", advertise] }
+        if !nodeClass.isEmpty { a += ["--class", nodeClass] }
+        if let gpus { a += ["--gpus", String(gpus)] }
+        for l in labels { a += ["--label", l] }
+        return a
+    }
+}
+
+extension LogOptions {
+    var arguments: [String] { logLevel.map { ["--log-level", $0.level.rawValue] } ?? [] }
+}

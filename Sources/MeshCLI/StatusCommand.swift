@@ -1,0 +1,168 @@
+import ArgumentParser
+import Foundation
+import MeshAgent
+import MeshCore
+import MeshTransport
+import MeshWire
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the mesh as an agent sees it: every member, its state, resources and when it was last heard.",
+        discussion: "Asks this host's agent, or any agent with --to (and the cluster key). Exits 69 if no agent answers."
+    )
+
+    @OptionGroup var data: DataOptions
+
+    @Option(name: .long, help: ArgumentHelp("Ask this agent instead of this host's.", valueName: "HOST:PORT"))
+    var to: String?
+
+    @Option(name: .long, help: ArgumentHelp("Cluster key file to use (default: the data directory's).", valueName: "FILE"))
+    var key: String?
+
+    @Flag(name: .long, help: "Print the status as JSON.")
+    var json = false
+
+    @Flag(name: .long, help: "Refresh in place until interrupted.")
+    var watch = false
+
+    @Option(name: .long, help: ArgumentHelp("Refresh interval for --watch.", valueName: "DURATION"))
+    var interval = TimeSpan(.seconds(1), text: "1s")
+
+    func validate() throws {
+        if let to { do { _ = try AgentAddress(parsing: to, defaultHost: "127.0.0.1") } catch { throw ValidationError(error.description) } }
+        if watch && json { throw ValidationError("--watch and --json do not go together") }
+    }
+
+    func run() throws {
+        Logging.bootstrap(nil)
+        try reportingErrors {
+            let secret = try loadSecret(keyFile: key, data: data).secret
+            let address = try to.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") } ?? data.directory.localAddress
+            let client = try MeshClient(address: address, secret: secret)
+            defer { client.close() }
+            repeat {
+                let status = try client.status()
+                if json {
+                    try printJSON(StatusReport(status, mesh: secret.keys.fingerprint))
+                } else {
+                    if watch { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                    print(StatusReport(status, mesh: secret.keys.fingerprint).text)
+                    if watch { print("(every \(interval); Ctrl-C to stop)") }
+                }
+                if watch { Thread.sleep(forTimeInterval: interval.duration.milliseconds / 1000) }
+            } while watch
+        }
+    }
+}
+
+/// `mesh status` as text and as JSON.
+struct StatusReport: Encodable {
+    struct Member: Encodable {
+        var id: String
+        var name: String
+        var address: String
+        var state: String
+        var incarnation: UInt64
+        var nodeClass: String
+        var labels: [String: String]
+        var slots: UInt32
+        var cpus: UInt32
+        var memoryMB: UInt64
+        var gpus: UInt32
+        var gpuModel: String
+        var version: String
+        var cordoned: Bool
+        var lastHeardMsAgo: Int64?
+        var stateSinceMsAgo: Int64
+        var isSelf: Bool
+    }
+
+    struct Join: Encodable {
+        var state: String
+        var seeds: [String]
+        var error: String?
+    }
+
+    var mesh: String
+    var node: String
+    var nodeID: String
+    var localHealth: UInt32
+    var join: Join
+    var members: [Member]
+
+    init(_ s: WireStatusReply, mesh: String) {
+        self.mesh = mesh
+        node = s.node.name
+        nodeID = NodeID(s.nodeID).description
+        localHealth = s.localHealth
+        let joinState: String = switch s.join.state {
+        case .founder: "founder"
+        case .joining: "joining"
+        case .joined: "joined"
+        case .failed: "failed"
+        default: "unknown"
+        }
+        join = Join(state: joinState, seeds: s.join.seeds, error: s.join.error.isEmpty ? nil : s.join.error)
+        members = s.members.map { m in
+            let r = m.record, meta = r.meta
+            return Member(
+                id: NodeID(r.node).description, name: meta.name, address: meta.address,
+                state: Membership.State(r.state).rawValue, incarnation: r.incarnation, nodeClass: meta.nodeClass,
+                labels: meta.labels, slots: meta.slots, cpus: meta.cpus, memoryMB: meta.memoryMb, gpus: meta.gpus,
+                gpuModel: meta.gpuModel, version: meta.version, cordoned: meta.cordoned,
+                lastHeardMsAgo: m.lastHeardMsAgo >= 0 ? m.lastHeardMsAgo : nil, stateSinceMsAgo: m.stateSinceMsAgo,
+                isSelf: r.node == s.nodeID)
+        }
+    }
+
+    var text: String {
+        var counts: [String: Int] = [:]
+        for m in members { counts[m.state, default: 0] += 1 }
+        let summary = ["alive", "suspect", "dead", "left"].compactMap { s in counts[s].map { "\($0) \(s)" } }.joined(separator: ", ")
+        var out = "mesh \(mesh) · \(members.count) member\(members.count == 1 ? "" : "s") (\(summary)) · seen from \(node)"
+        if localHealth > 0 { out += " · local health \(localHealth) (slow or lossy network here)" }
+        out += "\n"
+        switch join.state {
+        case "joining": out += "joining through \(join.seeds.joined(separator: ", "))\(join.error.map { " (last error: \($0))" } ?? "")\n"
+        case "failed": out += "join failed: \(join.error ?? "")\n"
+        default: break
+        }
+        let rows = members.map { m -> [String] in
+            [m.name + (m.isSelf ? " *" : ""), m.address, m.state, m.nodeClass.isEmpty ? "-" : m.nodeClass, "\(m.slots)", "\(m.cpus)",
+             Self.memory(m.memoryMB), m.gpus == 0 ? "-" : "\(m.gpus)" + (m.gpuModel.isEmpty ? "" : " \(m.gpuModel)"),
+             m.version, "\(m.incarnation)", m.isSelf ? "-" : Self.ago(m.lastHeardMsAgo)]
+        }
+        out += Table(header: ["NAME", "ADDRESS", "STATE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD"], rows: rows).text
+        return out
+    }
+
+    static func ago(_ ms: Int64?) -> String {
+        guard let ms else { return "never" }
+        if ms < 1000 { return "\(ms) ms ago" }
+        if ms < 120_000 { return String(format: "%.1f s ago", Double(ms) / 1000) }
+        if ms < 7_200_000 { return "\(ms / 60_000) min ago" }
+        return "\(ms / 3_600_000) h ago"
+    }
+
+    static func memory(_ mb: UInt64) -> String {
+        mb == 0 ? "-" : mb >= 1024 ? String(format: "%.0f GiB", Double(mb) / 1024) : "\(mb) MiB"
+    }
+}
+
+/// Plain left-aligned columns.
+struct Table {
+    var header: [String]
+    var rows: [[String]]
+
+    var text: String {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
