@@ -62,6 +62,11 @@ let package = Package(
         ),
         .target(name: "MeshTestSupport", path: "Tests/MeshTestSupport"),
         .testTarget(name: "MeshTransportTests", dependencies: ["MeshTransport", "CZeroMQ", "MeshTestSupport"]),
+        .executableTarget(
+            name: "MembershipBenchmark",
+            dependencies: ["MeshCore", "MeshSimulation", "MeshAgent", "MeshTransport", "MeshWire"],
+            path: "Benchmarks/MembershipBenchmark"
+        ),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),

@@ -26,6 +26,8 @@ final class MembershipShell {
     private var timer: TimerID?
     private var sweepTimer: TimerID?
     private var limiter = LogLimiter()
+    private(set) var sent: UInt64 = 0
+    private(set) var received: UInt64 = 0
 
     init(
         id: NodeID, meta: Membership.Meta, incarnation: UInt64, settings: Membership.Settings,
@@ -60,6 +62,7 @@ final class MembershipShell {
         case .listener(let route): links.noteRoute(route, for: packet.from)
         case .peer(let peer): links.used(peer, loop: loop)
         }
+        received += 1
         carryOut(instance.onPacket(packet, now: now(loop)), loop: loop)
     }
 
@@ -117,6 +120,7 @@ final class MembershipShell {
         for d in directives {
             switch d {
             case .send(let packet, let destination):
+                sent += 1
                 let frames = [Wire.encode(packet)]
                 switch destination {
                 case .node(let id, let address): links.send(frames, to: id, address: address, loop: loop)
@@ -186,6 +190,9 @@ final class MembershipShell {
         reply.node = node
         reply.nodeID = instance.id.rawValue
         reply.localHealth = UInt32(instance.localHealth)
+        reply.gossipSent = sent
+        reply.gossipReceived = received
+        reply.uptimeSeconds = (loop.now - origin).seconds
         reply.members = instance.memberList.map { m in
             var s = WireMemberStatus()
             s.record = Wire.wire(Membership.Record(id: m.id, meta: m.meta, incarnation: m.incarnation, state: m.state))

@@ -270,6 +270,15 @@ public final class MembershipSimulation {
         queue.push(now + duration, .resume(node: i))
     }
 
+    /// The node publishes new metadata.
+    public func updateMeta(_ id: NodeID, _ change: (inout Membership.Meta) -> Void) {
+        guard let i = index[id], nodes[i].isUp else { return }
+        var meta = nodes[i].instance!.meta
+        change(&meta)
+        let d = nodes[i].instance!.updateMeta(meta, now: now)
+        carryOut(d, from: i)
+    }
+
     /// A graceful leave.
     public func leave(_ id: NodeID) {
         guard let i = index[id], nodes[i].isUp else { return }
