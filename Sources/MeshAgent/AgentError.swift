@@ -19,7 +19,7 @@ public enum AgentError: UserFacingError, Equatable {
         case .dataDirectory(let path, let why):
             "cannot use data directory \(path): \(why); choose another with --data-dir or MESH_HOME"
         case .noClusterKey(let path):
-            "no cluster key in \(path): run `mesh init` to make a new mesh here, or `mesh init --key FILE` to use an existing mesh's key"
+            "no cluster key in \(path): run `mesh init` to make a new mesh here, or `mesh join TOKEN` to join one"
         case .badClusterKey(let file, let why):
             "cannot read the cluster key \(file): \(why)"
         case .keyPermissions(let file, let mode):
