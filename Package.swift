@@ -24,6 +24,7 @@ let package = Package(
         .target(
             name: "MeshTransport",
             dependencies: [
+                "MeshCore",
                 "CZeroMQ",
                 "CSodium",
                 "CMeshSystem",

@@ -33,6 +33,28 @@ struct DataOptions: ParsableArguments {
     var directory: DataDirectory { DataDirectory.resolve(dataDir) }
 }
 
+/// Which agent a client command talks to, and with which key.
+struct RemoteOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Talk to this agent instead of this host's (over TCP, with the cluster key).", valueName: "HOST:PORT"))
+    var to: String?
+
+    @Option(name: .long, help: ArgumentHelp("Cluster key file to use (default: the data directory's).", valueName: "FILE"))
+    var key: String?
+
+    func validate() throws {
+        if let to { do { _ = try AgentAddress(parsing: to, defaultHost: "127.0.0.1") } catch { throw ValidationError(error.description) } }
+    }
+
+    /// `--to`, else this host's agent over its local socket.
+    func target(_ data: DataOptions) throws -> AgentAddress {
+        try to.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") } ?? data.directory.localAddress
+    }
+
+    func secret(_ data: DataOptions) throws -> ClusterSecret {
+        try loadSecret(keyFile: key, data: data).secret
+    }
+}
+
 struct LogOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default: $MESH_LOG_LEVEL, else info).", valueName: "LEVEL"))
     var logLevel: LogLevelArgument?

@@ -15,15 +15,10 @@ struct PingCommand: ParsableCommand {
     )
 
     @OptionGroup var data: DataOptions
-
-    @Option(name: .long, help: ArgumentHelp("The agent to ping (default: this host's agent).", valueName: "HOST:PORT"))
-    var to: String?
+    @OptionGroup var remote: RemoteOptions
 
     @Option(name: .long, help: ArgumentHelp("Ask this agent ('local' for this host's) to do the pinging.", valueName: "HOST:PORT|local"))
     var from: String?
-
-    @Option(name: .long, help: ArgumentHelp("Cluster key file to use (default: the data directory's).", valueName: "FILE"))
-    var key: String?
 
     @Option(name: .shortAndLong, help: "Number of pings.")
     var count: Int = 1
@@ -39,9 +34,8 @@ struct PingCommand: ParsableCommand {
 
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
-        if from != nil && to == nil { throw ValidationError("--from needs --to: the agent that should be pinged") }
+        if from != nil && remote.to == nil { throw ValidationError("--from needs --to: the agent that should be pinged") }
         do {
-            if let to { _ = try AgentAddress(parsing: to, defaultHost: "127.0.0.1") }
             if let from, from != "local" { _ = try AgentAddress(parsing: from, defaultHost: "127.0.0.1") }
         } catch {
             throw ValidationError(error.description)
@@ -51,8 +45,8 @@ struct PingCommand: ParsableCommand {
     func run() throws {
         Logging.bootstrap(nil)
         try reportingErrors {
-            let secret = try loadSecret(keyFile: key, data: data).secret
-            let target = try to.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") } ?? data.directory.localAddress
+            let secret = try remote.secret(data)
+            let target = try remote.target(data)
             let via: AgentAddress? = try from.map { $0 == "local" ? data.directory.localAddress : try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") }
             let client = try MeshClient(address: via ?? target, secret: secret)
             defer { client.close() }

@@ -13,12 +13,7 @@ struct StatusCommand: ParsableCommand {
     )
 
     @OptionGroup var data: DataOptions
-
-    @Option(name: .long, help: ArgumentHelp("Ask this agent instead of this host's.", valueName: "HOST:PORT"))
-    var to: String?
-
-    @Option(name: .long, help: ArgumentHelp("Cluster key file to use (default: the data directory's).", valueName: "FILE"))
-    var key: String?
+    @OptionGroup var remote: RemoteOptions
 
     @Flag(name: .long, help: "Print the status as JSON.")
     var json = false
@@ -30,16 +25,14 @@ struct StatusCommand: ParsableCommand {
     var interval = TimeSpan(.seconds(1), text: "1s")
 
     func validate() throws {
-        if let to { do { _ = try AgentAddress(parsing: to, defaultHost: "127.0.0.1") } catch { throw ValidationError(error.description) } }
         if watch && json { throw ValidationError("--watch and --json do not go together") }
     }
 
     func run() throws {
         Logging.bootstrap(nil)
         try reportingErrors {
-            let secret = try loadSecret(keyFile: key, data: data).secret
-            let address = try to.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") } ?? data.directory.localAddress
-            let client = try MeshClient(address: address, secret: secret)
+            let secret = try remote.secret(data)
+            let client = try MeshClient(address: try remote.target(data), secret: secret)
             defer { client.close() }
             repeat {
                 let status = try client.status()

@@ -46,7 +46,7 @@ public final class MembershipSimulation {
     var nodes: [Node] = []
     private var index: [NodeID: Int] = [:]
     private var byAddress: [String: Int] = [:]
-    private var queue = EventQueue<Event>()
+    private var queue = Heap<Instant, Event>()
     private var rng: SeededRandom
     private var reach = Reachability()
     /// Called after every event, for invariants that must hold at every step.
@@ -135,7 +135,7 @@ public final class MembershipSimulation {
     }
 
     public func run(until end: Instant) {
-        while let t = queue.nextTime, t <= end {
+        while let t = queue.minKey, t <= end {
             step()
         }
         now = Swift.max(now, end)

@@ -1,5 +1,6 @@
 import CZeroMQ
 import Logging
+import MeshCore
 
 /// Names an outgoing connection of the transport: one DEALER per peer.
 public struct PeerID: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
@@ -305,14 +306,9 @@ public final class TransportLoop {
     }
 }
 
-/// Timers in deadline order: a binary heap, with cancelled ids skipped when they surface.
+/// Timers in deadline order; cancelled ids are skipped when they surface.
 struct TimerQueue {
-    private struct Entry {
-        var deadline: ContinuousClock.Instant
-        var id: UInt64
-    }
-
-    private var heap: [Entry] = []
+    private var heap = Heap<ContinuousClock.Instant, UInt64>()
     private var bodies: [UInt64: (TransportLoop) -> Void] = [:]
     private var nextID: UInt64 = 0
 
@@ -321,8 +317,7 @@ struct TimerQueue {
     mutating func add(deadline: ContinuousClock.Instant, _ body: @escaping (TransportLoop) -> Void) -> TimerID {
         nextID += 1
         bodies[nextID] = body
-        heap.append(Entry(deadline: deadline, id: nextID))
-        siftUp(heap.count - 1)
+        heap.push(deadline, nextID)
         return TimerID(value: nextID)
     }
 
@@ -331,51 +326,18 @@ struct TimerQueue {
     var nextDeadline: ContinuousClock.Instant? {
         mutating get {
             dropCancelled()
-            return heap.first?.deadline
+            return heap.minKey
         }
     }
 
     mutating func popDue(now: ContinuousClock.Instant) -> ((TransportLoop) -> Void)? {
         dropCancelled()
-        guard let top = heap.first, top.deadline <= now else { return nil }
-        removeTop()
-        return bodies.removeValue(forKey: top.id)
+        guard let top = heap.min, top.key <= now else { return nil }
+        _ = heap.pop()
+        return bodies.removeValue(forKey: top.payload)
     }
 
     private mutating func dropCancelled() {
-        while let top = heap.first, bodies[top.id] == nil { removeTop() }
-    }
-
-    private mutating func removeTop() {
-        heap.swapAt(0, heap.count - 1)
-        heap.removeLast()
-        if !heap.isEmpty { siftDown(0) }
-    }
-
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].deadline < heap[b].deadline || (heap[a].deadline == heap[b].deadline && heap[a].id < heap[b].id)
-    }
-
-    private mutating func siftUp(_ i: Int) {
-        var i = i
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard less(i, parent) else { return }
-            heap.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    private mutating func siftDown(_ i: Int) {
-        var i = i
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < heap.count && less(l, smallest) { smallest = l }
-            if r < heap.count && less(r, smallest) { smallest = r }
-            if smallest == i { return }
-            heap.swapAt(i, smallest)
-            i = smallest
-        }
+        while let top = heap.min, bodies[top.payload] == nil { _ = heap.pop() }
     }
 }
