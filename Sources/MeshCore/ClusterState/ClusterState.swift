@@ -1,0 +1,147 @@
+/// The replicated state machine: what every node agrees on, changed only by committed log entries
+/// applied in order (DESIGN.md §5). Deterministic: the same entries give the same state everywhere.
+public struct ClusterState: Sendable, Equatable {
+    /// A node as the mesh has registered it (gossip says who is alive; this says what the mesh
+    /// decided about it).
+    public struct Node: Sendable, Equatable {
+        public var id: NodeID
+        public var name: String
+        public var address: String
+        public var cordoned: Bool
+        public var cordonReason: String
+        public var registeredAt: Consensus.Index
+
+        public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "", registeredAt: Consensus.Index) {
+            self.id = id
+            self.name = name
+            self.address = address
+            self.cordoned = cordoned
+            self.cordonReason = cordonReason
+            self.registeredAt = registeredAt
+        }
+    }
+
+    /// Identifies a client (a CLI invocation, an agent forwarding for one) for deduplication.
+    public struct ClientID: Hashable, Sendable, Comparable, CustomStringConvertible {
+        public var rawValue: UInt64
+        public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+        public static func < (a: ClientID, b: ClientID) -> Bool { a.rawValue < b.rawValue }
+        public var description: String { NodeID(rawValue).description }
+    }
+
+    /// The last request applied for a client, and its outcome, so a retry gets the same answer
+    /// without applying twice.
+    public struct Session: Sendable, Equatable {
+        public var lastSequence: UInt64
+        public var lastOutcome: Outcome
+        public var lastIndex: Consensus.Index
+    }
+
+    public enum Command: Sendable, Equatable {
+        /// Record a member (the coordinator does this when gossip brings a new one).
+        case register(NodeID, name: String, address: String)
+        case unregister(NodeID)
+        case cordon(name: String, reason: String)
+        case uncordon(name: String)
+        case setSetting(key: String, value: String)
+    }
+
+    /// A command with the (client, sequence) that makes retries safe.
+    public struct Request: Sendable, Equatable {
+        public var client: ClientID
+        public var sequence: UInt64
+        public var command: Command
+
+        public init(client: ClientID, sequence: UInt64, command: Command) {
+            self.client = client
+            self.sequence = sequence
+            self.command = command
+        }
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case done(String)
+        case rejected(String)
+
+        public var isDone: Bool { if case .done = self { true } else { false } }
+    }
+
+    public private(set) var nodes: [NodeID: Node] = [:]
+    public private(set) var sessions: [ClientID: Session] = [:]
+    public private(set) var settings: [String: String] = [:]
+    public private(set) var appliedIndex: Consensus.Index = 0
+
+    /// Sessions untouched for this many entries are forgotten.
+    public static let sessionRetention: Consensus.Index = 100_000
+
+    public init() {}
+
+    /// Applies a committed request. A request whose sequence is not above its client's last gets
+    /// the stored outcome of the last one (a retry), and changes nothing.
+    public mutating func apply(_ request: Request, at index: Consensus.Index) -> Outcome {
+        appliedIndex = index
+        if let s = sessions[request.client], request.sequence <= s.lastSequence {
+            return request.sequence == s.lastSequence ? s.lastOutcome : .rejected("request \(request.sequence) is older than this client's last")
+        }
+        let outcome = execute(request.command, at: index)
+        sessions[request.client] = Session(lastSequence: request.sequence, lastOutcome: outcome, lastIndex: index)
+        if index % 1000 == 0 { expireSessions(at: index) }
+        return outcome
+    }
+
+    /// Entries that change no state (no-ops, configurations) still advance the applied index.
+    public mutating func advance(to index: Consensus.Index) {
+        appliedIndex = Swift.max(appliedIndex, index)
+    }
+
+    public func node(named name: String) -> Node? {
+        nodes.values.filter { $0.name == name }.max { $0.registeredAt < $1.registeredAt }
+    }
+
+    private mutating func execute(_ command: Command, at index: Consensus.Index) -> Outcome {
+        switch command {
+        case .register(let id, let name, let address):
+            if var n = nodes[id] {
+                n.name = name
+                n.address = address
+                nodes[id] = n
+                return .done("\(name) updated")
+            }
+            nodes[id] = Node(id: id, name: name, address: address, registeredAt: index)
+            return .done("\(name) registered")
+        case .unregister(let id):
+            guard let n = nodes.removeValue(forKey: id) else { return .rejected("no node \(id)") }
+            return .done("\(n.name) removed")
+        case .cordon(let name, let reason):
+            guard var n = node(named: name) else { return .rejected("no node named '\(name)' in the mesh") }
+            if n.cordoned { return .done("\(name) was already cordoned") }
+            n.cordoned = true
+            n.cordonReason = reason
+            nodes[n.id] = n
+            return .done("\(name) cordoned: no new jobs will start there")
+        case .uncordon(let name):
+            guard var n = node(named: name) else { return .rejected("no node named '\(name)' in the mesh") }
+            if !n.cordoned { return .done("\(name) was not cordoned") }
+            n.cordoned = false
+            n.cordonReason = ""
+            nodes[n.id] = n
+            return .done("\(name) uncordoned: it takes jobs again")
+        case .setSetting(let key, let value):
+            settings[key] = value
+            return .done("\(key) = \(value)")
+        }
+    }
+
+    private mutating func expireSessions(at index: Consensus.Index) {
+        guard index > Self.sessionRetention else { return }
+        sessions = sessions.filter { $0.value.lastIndex + Self.sessionRetention >= index }
+    }
+
+    /// Rebuilds a state from its parts (for restoring a snapshot).
+    public init(nodes: [NodeID: Node], sessions: [ClientID: Session], settings: [String: String], appliedIndex: Consensus.Index) {
+        self.nodes = nodes
+        self.sessions = sessions
+        self.settings = settings
+        self.appliedIndex = appliedIndex
+    }
+}
