@@ -68,6 +68,11 @@ let package = Package(
             dependencies: ["MeshCore", "MeshSimulation", "MeshAgent", "MeshTransport", "MeshWire"],
             path: "Benchmarks/MembershipBenchmark"
         ),
+        .executableTarget(
+            name: "MeshSimulator",
+            dependencies: ["MeshCore", "MeshSimulation"],
+            path: "Benchmarks/MeshSimulator"
+        ),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
         .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),

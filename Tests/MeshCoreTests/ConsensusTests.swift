@@ -264,6 +264,44 @@ struct SnapshotConfigTests {
         #expect(s.appliedKeys("c") == ["after"])
     }
 
+    @Test("installing a snapshot discards the whole old log on disk, not just the part it covers (found by seed 29)")
+    func installDiscardsLog() {
+        var s = RaftStory(voters: ["a", "b", "c", "d", "e"])
+        s.fire("a")
+        s.deliverAll()
+        s.run(.milliseconds(100))
+        // e takes two entries from a that never commit: its disk now holds a stale tail.
+        s.isolate("a")
+        s.cut.remove(["a", "e"])
+        for i in 0..<10 { _ = s.propose("a", "stale\(i)") }
+        s.deliverAll()
+        let staleTail = s.disks["e"]!.entries.map(\.index).max()!
+        // b leads with c and d, commits past that point, and compacts.
+        s.heal()
+        s.isolate("a")
+        s.isolate("e")
+        s.run(.seconds(3))
+        let leader = try! #require(s.leaders.first { $0 != "a" })
+        for i in 0..<3 { _ = s.propose(leader, "k\(i)") }
+        s.deliverAll()
+        let snapshotAt = s.node(leader).appliedIndex
+        s.carryOut(leader, s.nodes[leader]!.compact(upTo: snapshotAt, data: [9], now: s.now))
+        // The stale tail reaches past the snapshot: those entries must go too.
+        #expect(staleTail > snapshotAt)
+        // e comes back, gets the snapshot, then more entries.
+        s.heal()
+        s.isolate("a")
+        s.run(.milliseconds(500))
+        #expect(s.restored["e"]?.isEmpty == false)
+        for i in 0..<3 { _ = s.propose(leader, "after\(i)") }
+        s.run(.milliseconds(300))
+        // What e has on disk is exactly the leader's log after the snapshot, nothing older.
+        #expect(s.disks["e"]!.entries.allSatisfy { e in s.node(leader).entry(at: e.index)?.term == e.term })
+        s.restart("e")
+        s.run(.milliseconds(500))
+        #expect(s.node("e").lastIndex == s.node(leader).lastIndex)
+    }
+
     @Test("configuration changes: a learner is added, promoted to voter, and a voter removed, one at a time")
     func configuration() {
         var s = RaftStory(voters: ["a", "b", "c"], learners: [])

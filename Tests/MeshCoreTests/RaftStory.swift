@@ -51,10 +51,10 @@ struct RaftStory {
                 if let cut = truncateAfter { disk.entries.removeAll { $0.index > cut } }
                 disk.entries += entries
                 disks[n] = disk
-            case .persistSnapshot(let s):
+            case .persistSnapshot(let s, let discardLog):
                 var disk = disks[n]!
                 disk.snapshot = s
-                disk.entries.removeAll { $0.index <= s.index }
+                if discardLog { disk.entries = [] } else { disk.entries.removeAll { $0.index <= s.index } }
                 disks[n] = disk
             case .send(let p):
                 if !cut.contains([name(p.from), name(p.to)]) { queue.append(p) }

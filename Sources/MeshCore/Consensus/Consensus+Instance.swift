@@ -283,7 +283,7 @@ extension Consensus {
             configurations.removeAll { $0.index <= index }
             configurations.insert((index, s.configuration), at: 0)
             snapshot = s
-            out.append(.persistSnapshot(s))
+            out.append(.persistSnapshot(s, discardLog: false))
             return finish(now)
         }
 
@@ -436,7 +436,7 @@ extension Consensus {
                 commitIndex = s.index
                 appliedIndex = s.index
                 snapshot = s
-                out.append(.persistSnapshot(s))
+                out.append(.persistSnapshot(s, discardLog: true))
                 out.append(.restore(s))
             }
             send(to: from, .snapshotResponse(matchIndex: s.index))

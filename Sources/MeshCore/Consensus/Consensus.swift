@@ -149,8 +149,10 @@ extension Consensus {
         /// Make durable (fsync) before carrying out anything after it: the hard state if given,
         /// then drop entries after `truncateAfter` if given, then append `entries`.
         case persist(HardState?, entries: [Entry], truncateAfter: Index?)
-        /// Make this snapshot durable and drop the log up to its index.
-        case persistSnapshot(Snapshot)
+        /// Make this snapshot durable. `discardLog`: drop the whole log (a snapshot installed from
+        /// the leader replaces it); otherwise drop only the entries up to the snapshot's index (our
+        /// own compaction).
+        case persistSnapshot(Snapshot, discardLog: Bool)
         case send(Packet)
         /// Committed entries, in order: apply them to the state machine.
         case apply([Entry])
