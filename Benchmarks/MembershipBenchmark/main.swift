@@ -112,7 +112,7 @@ final class Agents {
         guard let secret = try? DataDirectory(path: dirs[i]).readKey(),
               let c = try? MeshClient(address: DataDirectory(path: dirs[i]).localAddress, secret: secret) else { return nil }
         defer { c.close() }
-        return try? c.status(timeout: .seconds(2))
+        return try? c.status(local: true, timeout: .seconds(2))
     }
 
     func state(of name: String, seenBy i: Int) -> WireMemberState? {

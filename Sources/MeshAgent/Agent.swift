@@ -24,13 +24,15 @@ public struct AgentConfiguration: Sendable {
     public var gpus: Int?
     public var transport: TransportSettings
     public var membership: Membership.Settings
+    public var coordinator: CoordinatorSettings
 
     public init(
         name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
         listen: AgentAddress = .tcp(host: "0.0.0.0", port: AgentAddress.defaultPort),
         advertise: AgentAddress? = nil, seeds: [AgentAddress] = [], nodeClass: String = "",
         labels: [String: String] = [:], slots: Int = 1, gpus: Int? = nil,
-        transport: TransportSettings = .init(), membership: Membership.Settings = .init()
+        transport: TransportSettings = .init(), membership: Membership.Settings = .init(),
+        coordinator: CoordinatorSettings = .init()
     ) {
         self.name = name
         self.dataDirectory = dataDirectory
@@ -43,6 +45,7 @@ public struct AgentConfiguration: Sendable {
         self.gpus = gpus
         self.transport = transport
         self.membership = membership
+        self.coordinator = coordinator
     }
 
     public static var defaultName: String {
@@ -138,17 +141,33 @@ public final class Agent: Sendable {
         let incarnation = dir.readIncarnation() + 1
         let seeds = configuration.seeds.map(\.description)
         let settings = configuration.membership
+        let coordinatorSettings = configuration.coordinator
+        let store: RaftStore
+        do {
+            store = try RaftStore(path: dir.stateDatabase)
+        } catch {
+            transport.shutdown()
+            throw .store(error)
+        }
         do {
             try transport.run { loop in
                 guard let handler = loop.handler as? AgentHandler else { return }
                 let shell = MembershipShell(
                     id: id, meta: meta, incarnation: incarnation, settings: settings, dataDirectory: dir, logger: logger, loop: loop)
                 handler.membership = shell
-                shell.start(seeds: seeds, loop: loop)
+                let consensus = try ConsensusShell(
+                    id: id, store: store, settings: coordinatorSettings, membership: shell, node: node, logger: logger,
+                    requestStop: { stop.set(true) }, loop: loop)
+                handler.consensus = consensus
+                shell.onMemberChange = { [unowned loop, weak consensus] m, _ in consensus?.memberChanged(m, loop: loop) }
+                shell.onConnectionLost = { [unowned loop, weak consensus] address in consensus?.connectionLost(to: address, loop: loop) }
+                shell.start(seeds: seeds + consensus.knownAddresses.filter { !seeds.contains($0) }, loop: loop)
+                consensus.start(loop: loop)
             }
             try dir.writeAtomically(dir.endpointFile, boundAddress.endpoint + "\n")
         } catch {
             transport.shutdown()
+            if let e = error as? StoreError { throw .store(e) }
             throw error as? AgentError ?? .transport(TransportError("start", detail: "\(error)"))
         }
         logger.info("agent listening", metadata: [

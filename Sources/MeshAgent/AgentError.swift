@@ -11,6 +11,7 @@ public enum AgentError: UserFacingError, Equatable {
     case listen(String, TransportError)
     case socketPathTooLong(String)
     case transport(TransportError)
+    case store(StoreError)
 
     public var exitCode: Int32 { ExitStatus.error }
 
@@ -40,6 +41,8 @@ public enum AgentError: UserFacingError, Equatable {
             "the local socket path \(path) is longer than the 107 bytes the system allows; use a shorter --data-dir"
         case .transport(let e):
             "transport failure: \(e)"
+        case .store(let e):
+            e.description
         }
     }
 }

@@ -11,6 +11,7 @@ final class AgentHandler: TransportHandler {
     private let requestStop: @Sendable () -> Void
     /// Set once the agent has bound its address (the membership metadata needs it).
     var membership: MembershipShell?
+    var consensus: ConsensusShell?
     private var limiter = LogLimiter()
     private var nextRequestID: UInt64 = 1
     private var peerPings: [UInt64: PeerPing] = [:]
@@ -57,20 +58,33 @@ final class AgentHandler: TransportHandler {
             send(Wire.envelope(.pong(pong), requestID: envelope.requestID), to: route, loop: loop)
         case .pingPeer(let request):
             startPeerPing(request, client: route, requestID: envelope.requestID, loop: loop)
-        case .gossip(let w):
-            guard message.userID != KeyRole.client.rawValue else {
-                send(Wire.error(.badRequest, "gossip is for agents (peer key), not clients", requestID: envelope.requestID), to: route, loop: loop)
-                return
+        case .statusRequest(let r):
+            if let consensus {
+                consensus.status(local: r.local, path: .route(route), requestID: envelope.requestID, loop: loop)
+            } else if let membership {
+                send(Wire.envelope(.statusReply(membership.status(node: node.value, loop: loop)), requestID: envelope.requestID), to: route, loop: loop)
+            } else {
+                send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop)
             }
-            receiveGossip(w, via: .listener(route), who: who, loop: loop)
-        case .statusRequest:
-            guard let membership else {
+        case .leaveRequest:
+            leave(client: route, requestID: envelope.requestID, loop: loop)
+        case .writeRequest(let w):
+            guard let consensus else {
                 send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop)
                 return
             }
-            send(Wire.envelope(.statusReply(membership.status(node: node.value, loop: loop)), requestID: envelope.requestID), to: route, loop: loop)
-        case .leaveRequest:
-            leave(client: route, requestID: envelope.requestID, loop: loop)
+            do {
+                consensus.write(try Wire.request(w.request), path: .route(route), requestID: envelope.requestID, forwarded: false, loop: loop)
+            } catch {
+                send(Wire.error(.badRequest, "\(error)", requestID: envelope.requestID), to: route, loop: loop)
+            }
+        case .gossip, .raft, .forwardedWrite, .forwardedStatus, .writeReply, .statusReply, .error:
+            // Agent-to-agent traffic, arriving on the connection the other agent opened to us.
+            guard message.userID != KeyRole.client.rawValue else {
+                send(Wire.error(.badRequest, "that message is for agents (peer key), not clients", requestID: envelope.requestID), to: route, loop: loop)
+                return
+            }
+            fromPeer(envelope, path: .route(route), who: who, loop: loop)
         default:
             limiter.warning(logger, key: "unsupported:\(who)", now: loop.now, "\(who) sent a request this agent does not handle")
             send(Wire.error(.unsupported, "this agent (mesh \(MeshVersion.string)) does not handle that request", requestID: envelope.requestID), to: route, loop: loop)
@@ -78,7 +92,44 @@ final class AgentHandler: TransportHandler {
     }
 
     func status(loop: TransportLoop) -> WireStatusReply? {
-        membership?.status(node: node.value, loop: loop)
+        consensus?.statusReply(loop: loop) ?? membership?.status(node: node.value, loop: loop)
+    }
+
+    /// Messages between agents, whichever side of the connection they arrive on.
+    private func fromPeer(_ envelope: WireEnvelope, path: ReplyPath, who: String, loop: TransportLoop) {
+        switch envelope.body {
+        case .gossip(let w):
+            let source: InboundMessage.Source = switch path {
+            case .route(let r): .listener(r)
+            case .dealer(let p): .peer(p)
+            }
+            receiveGossip(w, via: source, who: who, loop: loop)
+        case .raft(let w):
+            do {
+                consensus?.received(try Wire.packet(w), loop: loop)
+            } catch {
+                limiter.warning(logger, key: "badraft:\(who)", now: loop.now, "dropped a raft message from \(who): \(error)")
+            }
+        case .forwardedWrite(let w):
+            guard let consensus else { return path.send(Wire.error(.retryLater, "starting", requestID: envelope.requestID), loop: loop) }
+            do {
+                consensus.write(try Wire.request(w.request), path: path, requestID: envelope.requestID, forwarded: true, loop: loop)
+            } catch {
+                path.send(Wire.error(.badRequest, "\(error)", requestID: envelope.requestID), loop: loop)
+            }
+        case .forwardedStatus:
+            if let consensus { path.send(Wire.envelope(.statusReply(consensus.statusReply(loop: loop)), requestID: envelope.requestID), loop: loop) }
+        case .writeReply, .error:
+            if case .error(let e) = envelope.body, envelope.requestID < (1 << 40), case .dealer(let peer) = path {
+                membership?.errorReply(e, from: peer, loop: loop)
+            } else {
+                consensus?.forwardedReply(envelope, loop: loop)
+            }
+        case .statusReply:
+            consensus?.forwardedStatusReply(envelope, loop: loop)
+        default:
+            limiter.warning(logger, key: "unexpected:\(who)", now: loop.now, "\(who) sent an unexpected message")
+        }
     }
 
     private func receiveGossip(_ w: WireGossipPacket, via source: InboundMessage.Source, who: String, loop: TransportLoop) {
@@ -97,15 +148,25 @@ final class AgentHandler: TransportHandler {
             send(Wire.error(.retryLater, "the agent is starting", requestID: requestID), to: client, loop: loop)
             return
         }
-        let told = membership.leave(loop: loop)
-        logger.info("leaving the mesh", metadata: ["told": "\(told)"])
-        loop.schedule(after: membership.instance.settings.gossipInterval * 3) { [weak self] loop in
+        // 1. hand over coordination, 2. tell the mesh, 3. wait for our vote to be taken away (the
+        // coordinator does that when gossip says we left), 4. answer and stop.
+        let consensus = self.consensus
+        let announce: (TransportLoop) -> Void = { [weak self] loop in
             guard let self else { return }
-            var reply = WireLeaveReply()
-            reply.told = UInt32(told)
-            self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
-            self.requestStop()
+            let told = membership.leave(loop: loop)
+            self.logger.info("leaving the mesh", metadata: ["told": "\(told)"])
+            let finish: (TransportLoop) -> Void = { [weak self] loop in
+                loop.schedule(after: membership.instance.settings.gossipInterval * 3) { [weak self] loop in
+                    guard let self else { return }
+                    var reply = WireLeaveReply()
+                    reply.told = UInt32(told)
+                    self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
+                    self.requestStop()
+                }
+            }
+            if let consensus { consensus.waitForVoteRemoval(loop: loop, then: finish) } else { finish(loop) }
         }
+        if let consensus { consensus.handOverLeadership(loop: loop, then: announce) } else { announce(loop) }
     }
 
     private func decode(_ message: InboundMessage) throws(WireError) -> WireEnvelope {
@@ -176,12 +237,8 @@ final class AgentHandler: TransportHandler {
             limiter.warning(logger, key: "badpeer:\(peer)", now: loop.now, "dropped a reply from \(peer): \(error)")
             return
         }
-        if case .gossip(let w) = envelope.body {
-            receiveGossip(w, via: .peer(peer), who: "\(peer)", loop: loop)
-            return
-        }
         guard let p = peerPings[envelope.requestID], p.peer == peer else {
-            if case .error(let e) = envelope.body { membership?.errorReply(e, from: peer, loop: loop) }
+            fromPeer(envelope, path: .dealer(peer), who: "\(peer)", loop: loop)
             return
         }
         switch envelope.body {

@@ -84,6 +84,7 @@ final class MembershipShell {
         case .established:
             links.established(peer, loop: loop)
         case .lost:
+            onConnectionLost?(address)
             var directives: [Membership.Directive] = []
             for node in links.nodes(at: address) { directives += instance.onConnectionLost(node, now: now(loop)) }
             carryOut(directives, loop: loop)
@@ -102,6 +103,14 @@ final class MembershipShell {
             }
         }
     }
+
+    /// The shared link layer (the coordinator sends through it too).
+    var peerLinks: PeerLinks { links }
+
+    /// Listeners told of every member change (the coordinator's voter management).
+    var onMemberChange: ((Membership.Member, Membership.State?) -> Void)?
+    /// Listeners told when an established DEALER to an address drops.
+    var onConnectionLost: ((String) -> Void)?
 
     /// Leaves gracefully; returns how many members were told directly.
     func leave(loop: TransportLoop) -> Int {
@@ -136,6 +145,7 @@ final class MembershipShell {
                 }
             case .memberChanged(let m, let previous):
                 log(m, previous: previous)
+                onMemberChange?(m, previous)
             case .persistIncarnation(let inc):
                 do {
                     try dataDirectory.writeIncarnation(inc)

@@ -1,3 +1,5 @@
+import Foundation
+import MeshCore
 import MeshTransport
 import MeshWire
 
@@ -44,11 +46,42 @@ public final class MeshClient {
         return result
     }
 
-    /// The agent's view of the mesh.
-    public func status(timeout: Duration = .seconds(3)) throws(ClientError) -> WireStatusReply {
-        let reply = try call(.statusRequest(WireStatusRequest()), timeout: timeout)
+    /// The mesh as the coordinator sees it (or, with `local`, as the agent asked sees it).
+    public func status(local: Bool = false, timeout: Duration = .seconds(3)) throws(ClientError) -> WireStatusReply {
+        var request = WireStatusRequest()
+        request.local = local
+        let reply = try call(.statusRequest(request), timeout: timeout)
         guard case .statusReply(let status) = reply.body else { throw .unexpectedReply(address) }
         return status
+    }
+
+    /// A change to the replicated state (cordon, uncordon, a setting): applied through the log and
+    /// answered once committed. While there is no coordinator the agent holds the write, then
+    /// answers "retry later"; this retries with the same (client, sequence) until `timeout`, so the
+    /// change is applied once however many times it is sent.
+    public func write(_ command: ClusterState.Command, timeout: Duration = .seconds(15)) throws(ClientError) -> (outcome: ClusterState.Outcome, index: UInt64) {
+        let request = ClusterState.Request(client: .init(UInt64.random(in: 1 ... .max)), sequence: 1, command: command)
+        var w = WireWriteRequest()
+        w.request = Wire.wire(request)
+        let deadline = ContinuousClock.now + timeout
+        var retryLater: ClientError?
+        while true {
+            do throws(ClientError) {
+                let reply = try call(.writeRequest(w), timeout: max(.milliseconds(100), deadline - .now))
+                guard case .writeReply(let r) = reply.body else { throw ClientError.unexpectedReply(address) }
+                return (Wire.outcome(r.outcome), r.index)
+            } catch {
+                if case .remote(_, .retryLater, _) = error {
+                    retryLater = error
+                    guard ContinuousClock.now + .seconds(1) < deadline else { throw error }
+                    usleep(200_000)
+                    continue
+                }
+                // Out of time while the agent was still holding the write: its last answer says why.
+                if case .unreachable(_, .connectedButSilent) = error, let retryLater { throw retryLater }
+                throw error
+            }
+        }
     }
 
     /// Asks the agent to leave the mesh gracefully and stop; returns how many members it told.

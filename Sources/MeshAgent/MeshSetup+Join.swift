@@ -22,7 +22,7 @@ extension MeshSetup {
             do {
                 let client = try MeshClient(address: dir.localAddress, secret: secret)
                 defer { client.close() }
-                return Started(pid: pid, address: address, status: try client.status(timeout: .seconds(2)))
+                return Started(pid: pid, address: address, status: try client.status(local: true, timeout: .seconds(2)))
             } catch {
                 guard ContinuousClock.now < deadline else { throw error }
                 usleep(50_000)
@@ -36,7 +36,7 @@ extension MeshSetup {
         let secret = try dir.readKey()
         let client = try MeshClient(address: dir.localAddress, secret: secret)
         defer { client.close() }
-        let status = try client.status()
+        let status = try client.status(local: true)
         var addresses: [AgentAddress] = []
         if let me = try? AgentAddress(parsing: status.node.advertise) { addresses.append(me) }
         for m in status.members where m.record.node != status.nodeID && Membership.State(m.record.state) == .alive {
@@ -68,7 +68,7 @@ extension MeshSetup {
         if let pid = AgentLauncher.runningAgent(dir) {
             let client = try MeshClient(address: dir.localAddress, secret: token.secret)
             defer { client.close() }
-            return .alreadyMember(pid: pid, try client.status())
+            return .alreadyMember(pid: pid, try client.status(local: true))
         }
         try preflight(token)
         if !dir.hasKey { try dir.writeKey(token.secret) }
@@ -99,7 +99,7 @@ extension MeshSetup {
             }
             usleep(50_000)
             let client = try MeshClient(address: dir.localAddress, secret: token.secret)
-            last = (try? client.status()) ?? last
+            last = (try? client.status(local: true)) ?? last
             client.close()
         }
     }

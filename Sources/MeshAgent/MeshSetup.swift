@@ -1,3 +1,4 @@
+import MeshCore
 import MeshTransport
 
 /// What `mesh init` does, as a library function the CLI and tests call.
@@ -27,6 +28,17 @@ public enum MeshSetup {
             secret = ClusterSecret.generate()
         }
         try dir.writeKey(secret)
+        if existingKey == nil {
+            // The first node of a new mesh: its log starts with itself as the only voter.
+            let id = try dir.loadOrCreateNodeID()
+            do {
+                let store = try RaftStore(path: dir.stateDatabase)
+                let b = Consensus.Stored.bootstrap(id)
+                try store.persist(b.hardState, entries: b.entries, truncateAfter: nil)
+            } catch {
+                throw .store(error)
+            }
+        }
         return Created(dataDirectory: dir, keyFile: dir.keyFile, fingerprint: secret.keys.fingerprint, imported: existingKey != nil)
     }
 }

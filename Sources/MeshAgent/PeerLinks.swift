@@ -110,6 +110,25 @@ final class PeerLinks {
         links[address] = link
     }
 
+    /// Opens our own DEALER to `address` if there is none (for the coordinator: its monitor is what
+    /// notices, at once, that the coordinator's process died).
+    func ensureConnection(to address: String, node: NodeID, loop: TransportLoop) {
+        if var link = links[address] {
+            link.nodes.insert(node)
+            links[address] = link
+            return
+        }
+        guard let a = try? AgentAddress(parsing: address), case .tcp = a else { return }
+        let peer = PeerID("peer \(address)")
+        do {
+            try loop.connect(peer, endpoint: a.endpoint)
+        } catch {
+            return
+        }
+        links[address] = Link(peer: peer, address: address, lastUsed: loop.now, nodes: [node])
+        byPeer[peer] = address
+    }
+
     /// Notes that something arrived on the DEALER to `peer`, which keeps it from being closed.
     func used(_ peer: PeerID, loop: TransportLoop) {
         if let a = byPeer[peer] { links[a]?.lastUsed = loop.now }

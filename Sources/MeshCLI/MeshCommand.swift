@@ -18,6 +18,7 @@ public struct MeshCommand: ParsableCommand {
         version: "mesh \(MeshVersion.string) (protocol \(Wire.protocolVersion), libzmq \(ZeroMQ.version.major).\(ZeroMQ.version.minor).\(ZeroMQ.version.patch))",
         subcommands: [
             InitCommand.self, JoinCommand.self, StatusCommand.self, LeaveCommand.self, TokenCommand.self,
+            CordonCommand.self, UncordonCommand.self, SetCommand.self,
             AgentCommand.self, PingCommand.self, CompletionsCommand.self,
         ]
     )

@@ -9,8 +9,14 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the mesh as an agent sees it: every member, its state, resources and when it was last heard.",
-        discussion: "Asks this host's agent, or any agent with --to (and the cluster key). Exits 69 if no agent answers."
+        discussion: """
+            Asks this host's agent, or any agent with --to (and the cluster key); the agent passes the \
+            question to the coordinator unless --local. Exits 69 if no agent answers.
+            """
     )
+
+    @Flag(name: .long, help: "This agent's own view, without asking the coordinator.")
+    var local = false
 
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
@@ -35,7 +41,7 @@ struct StatusCommand: ParsableCommand {
             let client = try MeshClient(address: try remote.target(data), secret: secret)
             defer { client.close() }
             repeat {
-                let status = try client.status()
+                let status = try client.status(local: local)
                 if json {
                     try printJSON(StatusReport(status, mesh: secret.keys.fingerprint))
                 } else {
@@ -69,6 +75,18 @@ struct StatusReport: Encodable {
         var lastHeardMsAgo: Int64?
         var stateSinceMsAgo: Int64
         var isSelf: Bool
+        var role: String
+        var cordonReason: String?
+    }
+
+    struct Coordinator: Encodable {
+        var leader: String?
+        var term: UInt64
+        var voters: [String]
+        var nonVoters: [String]
+        var faultTolerance: UInt32
+        var commitIndex: UInt64
+        var fromLeader: Bool
     }
 
     struct Join: Encodable {
@@ -82,6 +100,7 @@ struct StatusReport: Encodable {
     var nodeID: String
     var localHealth: UInt32
     var join: Join
+    var coordinator: Coordinator
     var members: [Member]
 
     init(_ s: WireStatusReply, mesh: String) {
@@ -97,15 +116,25 @@ struct StatusReport: Encodable {
         default: "unknown"
         }
         join = Join(state: joinState, seeds: s.join.seeds, error: s.join.error.isEmpty ? nil : s.join.error)
+        let names = Dictionary(s.members.map { ($0.record.node, $0.record.meta.name) }, uniquingKeysWith: { a, _ in a })
+        func name(_ id: UInt64) -> String { names[id] ?? NodeID(id).description }
+        let c = s.coordinator
+        coordinator = Coordinator(
+            leader: c.leader == 0 ? nil : name(c.leader), term: c.term, voters: c.voters.map(name).sorted(),
+            nonVoters: c.learners.map(name).sorted(), faultTolerance: c.faultTolerance, commitIndex: c.commitIndex, fromLeader: c.fromLeader)
+        let registry = Dictionary(s.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let voters = Set(c.voters), learners = Set(c.learners)
         members = s.members.map { m in
             let r = m.record, meta = r.meta
+            let role = r.node == c.leader ? "coordinator" : voters.contains(r.node) ? "voter" : learners.contains(r.node) ? "non-voter" : "-"
             return Member(
                 id: NodeID(r.node).description, name: meta.name, address: meta.address,
                 state: Membership.State(r.state).rawValue, incarnation: r.incarnation, nodeClass: meta.nodeClass,
                 labels: meta.labels, slots: meta.slots, cpus: meta.cpus, memoryMB: meta.memoryMb, gpus: meta.gpus,
-                gpuModel: meta.gpuModel, version: meta.version, cordoned: meta.cordoned,
+                gpuModel: meta.gpuModel, version: meta.version, cordoned: registry[r.node]?.cordoned ?? meta.cordoned,
                 lastHeardMsAgo: m.lastHeardMsAgo >= 0 ? m.lastHeardMsAgo : nil, stateSinceMsAgo: m.stateSinceMsAgo,
-                isSelf: r.node == s.nodeID)
+                isSelf: r.node == s.nodeID, role: role,
+                cordonReason: registry[r.node].flatMap { $0.cordonReason.isEmpty ? nil : $0.cordonReason })
         }
     }
 
@@ -116,18 +145,38 @@ struct StatusReport: Encodable {
         var out = "mesh \(mesh) · \(members.count) member\(members.count == 1 ? "" : "s") (\(summary)) · seen from \(node)"
         if localHealth > 0 { out += " · local health \(localHealth) (slow or lossy network here)" }
         out += "\n"
+        out += coordinatorLine + "\n"
         switch join.state {
         case "joining": out += "joining through \(join.seeds.joined(separator: ", "))\(join.error.map { " (last error: \($0))" } ?? "")\n"
         case "failed": out += "join failed: \(join.error ?? "")\n"
         default: break
         }
         let rows = members.map { m -> [String] in
-            [m.name + (m.isSelf ? " *" : ""), m.address, m.state, m.nodeClass.isEmpty ? "-" : m.nodeClass, "\(m.slots)", "\(m.cpus)",
+            [m.name + (m.isSelf ? " *" : ""), m.address, m.state + (m.cordoned ? ", cordoned" : ""), m.role,
+             m.nodeClass.isEmpty ? "-" : m.nodeClass, "\(m.slots)", "\(m.cpus)",
              Self.memory(m.memoryMB), m.gpus == 0 ? "-" : "\(m.gpus)" + (m.gpuModel.isEmpty ? "" : " \(m.gpuModel)"),
              m.version, "\(m.incarnation)", m.isSelf ? "-" : Self.ago(m.lastHeardMsAgo)]
         }
-        out += Table(header: ["NAME", "ADDRESS", "STATE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD"], rows: rows).text
+        out += Table(header: ["NAME", "ADDRESS", "STATE", "ROLE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD"], rows: rows).text
+        let reasons = members.compactMap { m in m.cordonReason.map { "\(m.name) cordoned: \($0)" } }
+        if !reasons.isEmpty { out += "\n" + reasons.joined(separator: "\n") }
         return out
+    }
+
+    var coordinatorLine: String {
+        let c = coordinator
+        guard let leader = c.leader else {
+            return "coordinator: none elected (term \(c.term)); writes wait until a majority of the \(c.voters.count) voter\(c.voters.count == 1 ? "" : "s") can talk"
+        }
+        var line = "coordinator \(leader) (term \(c.term)\(c.fromLeader ? "" : ", as this node last heard")) · voters \(c.voters.joined(separator: ", "))"
+        if !c.nonVoters.isEmpty { line += " · \(c.nonVoters.count) non-voter\(c.nonVoters.count == 1 ? "" : "s")" }
+        switch c.faultTolerance {
+        case 0:
+            line += "\nsurvives 0 voter failures: with \(c.voters.count) voter\(c.voters.count == 1 ? "" : "s"), losing one stops all decisions until it is back"
+        case let n:
+            line += " · survives \(n) voter failure\(n == 1 ? "" : "s")"
+        }
+        return line
     }
 
     static func ago(_ ms: Int64?) -> String {

@@ -87,7 +87,9 @@ public final class ConsensusSimulation {
     private var reach = Reachability()
     private var clients: [Client] = []
     /// Committed entries by index, as first applied anywhere: every later application must match.
-    private var committed: [Consensus.Index: (term: Consensus.Term, payload: Consensus.Payload)] = [:]
+    /// `committedIn` is the term of the node that applied it first, i.e. of the leader that
+    /// committed it (leaders apply on commit, before any follower hears of it).
+    private var committed: [Consensus.Index: (term: Consensus.Term, payload: Consensus.Payload, committedIn: Consensus.Term)] = [:]
     /// The state machine at each snapshot index (the snapshot "data" names the index).
     private var snapshots: [Consensus.Index: ClusterState] = [:]
     private var leaders: [Consensus.Term: NodeID] = [:]
@@ -274,7 +276,7 @@ public final class ConsensusSimulation {
                 violations.append("committed entry \(e.index) differs: term \(c.term) on one node, \(e.term) on \(id)")
             }
         } else {
-            committed[e.index] = (e.term, e.payload)
+            committed[e.index] = (e.term, e.payload, nodes[i].instance?.term ?? e.term)
         }
         nodes[i].appliedThrough = e.index
         trace?("\(now) n\(i) apply \(e.index):\(e.term)")
@@ -307,13 +309,15 @@ public final class ConsensusSimulation {
         carryOut(i, nodes[i].instance!.compact(upTo: at, data: Array(String(at).utf8), now: now))
     }
 
-    /// A new leader must hold every entry committed so far (Raft's leader completeness).
+    /// A new leader must hold every entry committed in an earlier term (Raft's leader
+    /// completeness). A leader of an older term can still be elected after a newer one (from votes
+    /// that a pause held back); it owes nothing to the newer term's commits.
     private func checkLeaderCompleteness(_ i: Int) {
         guard let inst = nodes[i].instance, let top = committed.keys.max() else { return }
         let base = inst.snapshot?.index ?? 0
         guard base + 1 <= top else { return }
         for idx in (base + 1)...top {
-            guard let c = committed[idx] else { continue }
+            guard let c = committed[idx], c.committedIn < inst.term else { continue }
             guard let e = inst.entry(at: idx) else {
                 violations.append("leader \(nodes[i].id) of term \(inst.term) lacks committed entry \(idx)")
                 return

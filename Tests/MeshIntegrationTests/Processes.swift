@@ -81,7 +81,7 @@ final class Scratch: @unchecked Sendable {
         guard let secret = try? secret(of: dataDir),
               let c = try? MeshClient(address: DataDirectory(path: dataDir).localAddress, secret: secret) else { return nil }
         defer { c.close() }
-        return try? c.status(timeout: .seconds(2))
+        return try? c.status(local: true, timeout: .seconds(2))
     }
 
     /// Polls `condition` until it holds or `timeout` passes; returns the time it took, or nil.

@@ -35,6 +35,12 @@ public struct ClusterState: Sendable, Equatable {
         public var lastSequence: UInt64
         public var lastOutcome: Outcome
         public var lastIndex: Consensus.Index
+
+        public init(lastSequence: UInt64, lastOutcome: Outcome, lastIndex: Consensus.Index) {
+            self.lastSequence = lastSequence
+            self.lastOutcome = lastOutcome
+            self.lastIndex = lastIndex
+        }
     }
 
     public enum Command: Sendable, Equatable {
