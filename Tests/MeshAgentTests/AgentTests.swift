@@ -417,3 +417,74 @@ struct AgentMembershipTests {
         #expect(a.agent.status()?.members.count == 1)
     }
 }
+
+@Suite("Agent coordinator")
+struct AgentCoordinatorTests {
+    @Test("a new mesh's first agent coordinates alone, and says it survives no voter failure")
+    func founder() async throws {
+        let a = try RunningAgent(name: "alpha")
+        defer { a.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { a.agent.status()?.coordinator.leader == a.agent.nodeID.rawValue })
+        let c = try #require(a.agent.status()?.coordinator)
+        #expect(c.voters == [a.agent.nodeID.rawValue])
+        #expect(c.faultTolerance == 0)
+        #expect(c.fromLeader)
+    }
+
+    @Test("writes are applied through the log; a retried request applies once and gets the same answer")
+    func writes() async throws {
+        let a = try RunningAgent(name: "alpha")
+        defer { a.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { a.agent.status()?.nodes.contains { $0.name == "alpha" } == true })
+        let (done, index) = try await onThread {
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            return try c.write(.cordon(name: "alpha", reason: "testing"))
+        }
+        #expect(done == .done("alpha cordoned: no new jobs will start there"))
+        #expect(a.agent.status()?.nodes.first { $0.name == "alpha" }?.cordoned == true)
+        // The same (client, sequence) sent twice: one application, one answer.
+        let request = ClusterState.Request(client: .init(77), sequence: 1, command: .uncordon(name: "alpha"))
+        var w = WireWriteRequest()
+        w.request = Wire.wire(request)
+        let write = w
+        let (first, second) = try await onThread { () -> (WireEnvelope, WireEnvelope) in
+            let c = try a.rawClient(a.local)
+            defer { c.close() }
+            return (try rawRequest(c, [Wire.encode(.writeRequest(write), requestID: 1)]),
+                    try rawRequest(c, [Wire.encode(.writeRequest(write), requestID: 2)]))
+        }
+        #expect(first.writeReply.outcome == second.writeReply.outcome)
+        #expect(first.writeReply.index > index && second.writeReply.index > first.writeReply.index)
+        let rejected = try await onThread {
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            return try c.write(.cordon(name: "nobody", reason: "")).outcome
+        }
+        #expect(rejected == .rejected("no node named 'nobody' in the mesh"))
+    }
+
+    @Test("a damaged state database stops the agent with a clear error and is left untouched")
+    func damagedStore() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        _ = try MeshSetup.initialise(dir)
+        let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try garbage.write(to: URL(fileURLWithPath: dir.stateDatabase))
+        do {
+            _ = try Agent.start(AgentConfiguration(dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0)))
+            Issue.record("started from a damaged store")
+        } catch {
+            guard case .store = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
+            #expect(error.description.contains(dir.stateDatabase))
+            #expect(error.description.contains("move it away"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.stateDatabase)) == garbage)
+        // And the directory is free again.
+        #expect(dir.lockHolder() == nil)
+    }
+}
