@@ -66,9 +66,9 @@ let package = Package(
         .target(name: "MeshTestSupport", path: "Tests/MeshTestSupport"),
         .testTarget(name: "MeshTransportTests", dependencies: ["MeshTransport", "CZeroMQ", "MeshTestSupport"]),
         .executableTarget(
-            name: "MembershipBenchmark",
+            name: "ClusterBenchmark",
             dependencies: ["MeshCore", "MeshSimulation", "MeshAgent", "MeshTransport", "MeshWire"],
-            path: "Benchmarks/MembershipBenchmark"
+            path: "Benchmarks/ClusterBenchmark"
         ),
         .executableTarget(
             name: "MeshSimulator",

@@ -223,8 +223,14 @@ final class ConsensusShell {
                 meta.cordoned = me.cordoned
                 membership.updateMeta(meta, loop: loop)
             }
-        case .noop, .configuration:
+        case .noop:
             state.advance(to: e.index)
+        case .configuration:
+            state.advance(to: e.index)
+            // One configuration change at a time: take the next step as soon as this one is in.
+            if instance.role == .leader {
+                loop.schedule(after: .milliseconds(20)) { [weak self] loop in self?.manage(loop) }
+            }
         }
         if let ws = waiting.removeValue(forKey: e.index) {
             for w in ws {
@@ -472,9 +478,10 @@ final class ConsensusShell {
         } else if !alive.subtracting(config.members).isEmpty {
             next = Consensus.Configuration(voters: config.voters, learners: config.learners.union(alive.subtracting(config.members)))
         } else {
+            // Count every member still in the configuration: one that is dead but within its
+            // grace keeps its seat (a reboot must not cost the mesh its fault tolerance).
             let maxVoters = state.settings["max_voters"].flatMap(Int.init) ?? settings.maxVoters
-            let healthy = alive.intersection(config.members).count
-            var target = Swift.max(1, Swift.min(maxVoters, healthy))
+            var target = Swift.max(1, Swift.min(maxVoters, config.members.count))
             if target % 2 == 0 { target -= 1 }
             let match = instance.matchIndexes
             if config.voters.count < target, let promote = config.learners.sorted().first(where: {

@@ -12,16 +12,19 @@ struct RunningAgent {
     let secret: ClusterSecret
 
     init(name: String = "a", secretFrom other: RunningAgent? = nil, key: String? = nil, maxMessageSize: Int64? = nil,
-         seeds: [AgentAddress] = []) throws {
-        directory = try TemporaryDirectory("ma")
+         seeds: [AgentAddress] = [], snapshotEvery: UInt64? = nil, reuse: TemporaryDirectory? = nil) throws {
+        directory = try reuse ?? TemporaryDirectory("ma")
         let dir = DataDirectory(path: directory.sub("d"))
-        _ = try MeshSetup.initialise(dir, existingKey: key ?? other.map { $0.secret.text })
+        if reuse == nil { _ = try MeshSetup.initialise(dir, existingKey: key ?? other.map { $0.secret.text }) }
         secret = try dir.readKey()
         var settings = TransportSettings()
         settings.handshakeTimeout = .seconds(2)
         if let maxMessageSize { settings.maxMessageSize = maxMessageSize }
+        var coordinator = CoordinatorSettings()
+        if let snapshotEvery { coordinator.snapshotEvery = snapshotEvery }
         agent = try Agent.start(AgentConfiguration(
-            name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), seeds: seeds, transport: settings))
+            name: name, dataDirectory: dir, listen: .tcp(host: "127.0.0.1", port: 0), seeds: seeds, transport: settings,
+            coordinator: coordinator))
     }
 
     var tcp: AgentAddress { agent.boundAddress }

@@ -464,6 +464,47 @@ struct AgentCoordinatorTests {
         #expect(rejected == .rejected("no node named 'nobody' in the mesh"))
     }
 
+    @Test("snapshots: the log is compacted on disk, a newcomer installs the snapshot, and a restart recovers from it")
+    func snapshots() async throws {
+        let a = try RunningAgent(name: "alpha", snapshotEvery: 8)
+        #expect(await eventually(timeout: .seconds(5)) { a.agent.status()?.coordinator.leader != 0 })
+        try await onThread {
+            let c = try MeshClient(address: a.local, secret: a.secret)
+            defer { c.close() }
+            for i in 0..<30 { _ = try c.write(.setSetting(key: "k\(i)", value: "v\(i)")) }
+        }
+        // A newcomer, far behind a compacted log, gets the snapshot and then the rest.
+        let b = try RunningAgent(name: "beta", secretFrom: a, seeds: [a.tcp], snapshotEvery: 8)
+        defer { b.stop() }
+        #expect(await eventually(timeout: .seconds(15)) {
+            guard let st = b.agent.status() else { return false }
+            return st.coordinator.appliedIndex >= 30 && st.coordinator.leader != 0
+        })
+        let dbEntries = try await onThread { () -> Int in
+            let store = try RaftStore(path: a.agent.configuration.dataDirectory.stateDatabase)
+            return try store.load()!.entries.count
+        }
+        #expect(dbEntries < 16)  // compacted: at most two snapshot intervals of entries left
+        // Restart alpha from its snapshot and log: state intact.
+        let applied = a.agent.status()!.coordinator.appliedIndex
+        a.agent.shutdown()
+        let again = try RunningAgent(name: "alpha", snapshotEvery: 8, reuse: a.directory)
+        defer { again.stop() }
+        #expect(await eventually(timeout: .seconds(10)) {
+            (again.agent.status()?.coordinator.appliedIndex ?? 0) >= applied
+        })
+        let settings = try await onThread { () -> WireWriteReply in
+            let c = try MeshClient(address: again.local, secret: again.secret)
+            defer { c.close() }
+            let (outcome, index) = try c.write(.setSetting(key: "after", value: "restart"))
+            var r = WireWriteReply()
+            r.outcome = Wire.wire(outcome)
+            r.index = index
+            return r
+        }
+        #expect(settings.outcome.done && settings.index > applied)
+    }
+
     @Test("a damaged state database stops the agent with a clear error and is left untouched")
     func damagedStore() throws {
         let t = try TemporaryDirectory("ma")

@@ -58,6 +58,10 @@ struct CoordinatorProcessTests {
                         && st.nodes.first { $0.name == victim }?.cordoned == true
                 }
             } != nil)
+            // The dead coordinator keeps its vote during the grace period: a reboot must not
+            // cost the mesh its fault tolerance.
+            usleep(1_500_000)
+            #expect(s.status(follower.dataDir)?.coordinator.voters.count == count)
         }
     }
 

@@ -462,8 +462,11 @@ extension Consensus {
                 for m in c.members where m != id && progress[m] == nil { progress[m] = Progress(next: e.index) }
                 for m in progress.keys where !c.members.contains(m) { progress[m] = nil }
             }
-            out.append(.persist(nil, entries: [e], truncateAfter: nil))
+            // Replicate first, then make our own copy durable: the followers' disks work while
+            // ours does (Raft dissertation §10.2.1). The shell finishes the persist before it reads
+            // any answer, so we never count ourselves before our own write is done.
             for peer in progress.keys.sorted() { sendAppend(to: peer, now) }
+            out.append(.persist(nil, entries: [e], truncateAfter: nil))
             maybeCommit()
             return e.index
         }

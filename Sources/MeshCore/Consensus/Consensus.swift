@@ -144,7 +144,10 @@ extension Consensus {
         case follower, preCandidate = "pre-candidate", candidate, leader
     }
 
-    /// What the shell must do, in this order.
+    /// What the shell must do, in this order. Persist is synchronous: nothing after it (and no
+    /// later event) is handled before it is durable. A leader's own new entries are the one case
+    /// where sends come before the persist of the same entries, which is safe because the leader
+    /// counts itself towards a commit only in a later event.
     public enum Directive: Sendable, Equatable {
         /// Make durable (fsync) before carrying out anything after it: the hard state if given,
         /// then drop entries after `truncateAfter` if given, then append `entries`.

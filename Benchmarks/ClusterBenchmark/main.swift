@@ -1,8 +1,13 @@
-// Membership figures: in simulation (dissemination and detection for N = 100 and 1,000, false
-// positives at 10% loss), and with real `mesh agent` processes on loopback (detection after
-// kill -9 and after SIGSTOP, idle traffic, CPU and RSS per agent). Medians over several runs.
+// Cluster figures, medians over several runs:
+//   sim          membership in simulation: dissemination and detection for N = 100 and 1,000,
+//                false positives at 10% loss
+//   processes    membership with real agents: detection after kill -9 and SIGSTOP, idle traffic,
+//                CPU and RSS per agent
+//   coordinator  Raft with real agents: failover after kill -9 and SIGSTOP of the coordinator
+//                (kill → new coordinator, kill → next write acknowledged), write latency through a
+//                follower next to a ping of the same follower
 //
-//   swift run -c release MembershipBenchmark [sim|processes|all] [--runs N]
+//   swift run -c release ClusterBenchmark [sim|processes|coordinator|all] [--runs N] [--agents N]
 import Foundation
 import MeshAgent
 import MeshCore
@@ -12,13 +17,24 @@ import MeshWire
 
 let args = CommandLine.arguments.dropFirst()
 let mode = args.first { !$0.hasPrefix("--") } ?? "all"
-let runs = args.firstIndex(of: "--runs").flatMap { args.index(after: $0) < args.endIndex ? Int(args[args.index(after: $0)]) : nil } ?? 5
+func intOption(_ name: String) -> Int? {
+    args.firstIndex(of: name).flatMap { args.index(after: $0) < args.endIndex ? Int(args[args.index(after: $0)]) : nil }
+}
+let runs = intOption("--runs") ?? 5
 
 func percentiles(_ xs: [Double]) -> String {
     guard !xs.isEmpty else { return "n/a" }
     let s = xs.sorted()
     let p50 = s[s.count / 2], p99 = s[min(s.count - 1, Int(Double(s.count) * 0.99))]
     return String(format: "p50 %.2f s, p99 %.2f s (%d runs)", p50, p99, s.count)
+}
+
+/// Milliseconds: p50, p99 and max.
+func millis(_ xs: [Double]) -> String {
+    guard !xs.isEmpty else { return "n/a" }
+    let s = xs.sorted()
+    let p50 = s[s.count / 2], p99 = s[min(s.count - 1, Int(Double(s.count) * 0.99))]
+    return String(format: "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d runs)", p50 * 1000, p99 * 1000, s.last! * 1000, s.count)
 }
 
 // MARK: Simulation
@@ -81,10 +97,12 @@ final class Agents {
         root = String(decoding: t.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         binary = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("mesh").path
-        let secret = ClusterSecret.generate()
+        var secret = ClusterSecret.generate()
         for i in 0..<count {
             let d = DataDirectory(path: "\(root)/n\(i)")
-            _ = try MeshSetup.initialise(d, existingKey: secret.text)
+            // n0 founds the mesh (its log makes it the first voter); the others join it.
+            _ = try MeshSetup.initialise(d, existingKey: i == 0 ? nil : secret.text)
+            if i == 0 { secret = try d.readKey() }
             dirs.append(d.path)
             processes.append(nil)
             addresses.append("")
@@ -93,9 +111,12 @@ final class Agents {
     }
 
     func start(_ i: Int) throws {
-        let seeds = i == 0 ? [] : ["--join", addresses[0]]
+        // The first start joins through n0; a restart keeps its address and needs no seed.
+        let restart = !addresses[i].isEmpty
+        let seeds = i == 0 || restart ? [] : ["--join", addresses[0]]
+        let listen = restart ? addresses[i] : "127.0.0.1:0"
         unlink(dirs[i] + "/agent.endpoint")
-        let p = try ChildProcess.spawn(binary, ["agent", "--data-dir", dirs[i], "--name", "n\(i)", "--listen", "127.0.0.1:0"] + seeds,
+        let p = try ChildProcess.spawn(binary, ["agent", "--data-dir", dirs[i], "--name", "n\(i)", "--listen", listen] + seeds,
                                        stdout: dirs[i] + ".log", stderr: dirs[i] + ".log")
         processes[i] = p
         for _ in 0..<1000 {
@@ -188,5 +209,76 @@ func processes() throws {
     print("SIGSTOP (silent) → dead on all \(n - 1) others: \(percentiles(stopped))")
 }
 
+// MARK: Coordinator
+
+func coordinator() throws {
+    let n = intOption("--agents") ?? 3
+    let raft = Consensus.Settings()
+    print("== coordinator: \(n) real agents on loopback; heartbeat \(raft.heartbeatInterval), election timeout \(raft.electionTimeoutMin)–\(raft.electionTimeoutMax)")
+    let a = try Agents(count: n)
+    defer { a.stopAll() }
+    func coordinatorOf(_ i: Int) -> UInt64? { a.status(i).map { $0.coordinator.leader }.flatMap { $0 == 0 ? nil : $0 } }
+    func leaderIndex() -> Int? {
+        (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID && $0.nodeID != 0 } ?? false }
+    }
+    func ready() -> Bool {
+        (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n } ?? false }
+    }
+    guard a.wait(.seconds(60), ready) != nil else { print("no coordinator with \(n) voters"); return }
+
+    // Writes through a follower, next to pings of the same follower (the transport's floor).
+    let l0 = leaderIndex()!
+    let f = (l0 + 1) % n
+    let secret = try DataDirectory(path: a.dirs[f]).readKey()
+    let client = try MeshClient(address: DataDirectory(path: a.dirs[f]).localAddress, secret: secret)
+    var writes: [Double] = [], pings: [Double] = []
+    for i in 0..<(runs * 40) {
+        let t0 = ContinuousClock.now
+        _ = try client.ping()
+        pings.append((ContinuousClock.now - t0).seconds)
+        let t1 = ContinuousClock.now
+        _ = try client.write(.setSetting(key: "bench", value: "\(i)"))
+        writes.append((ContinuousClock.now - t1).seconds)
+    }
+    client.close()
+    let wp50 = writes.sorted()[writes.count / 2], pp50 = pings.sorted()[pings.count / 2]
+    print("write through a follower, committed on a majority (fsync on each): \(millis(writes))")
+    print("ping of the same follower (baseline): \(millis(pings)); write / ping at p50 = \(String(format: "%.1f", wp50 / pp50))")
+
+    // Failover: kill -9 (the kernel closes the coordinator's sockets) and SIGSTOP (silence).
+    for (label, signal) in [("kill -9", SIGKILL), ("SIGSTOP", SIGSTOP)] {
+        var newLeader: [Double] = [], nextWrite: [Double] = []
+        for round in 0..<runs {
+            guard a.wait(.seconds(60), ready) != nil, let l = leaderIndex() else { print("not ready before round \(round)"); break }
+            let old = a.status(l)!.nodeID
+            let follower = (l + 1) % n
+            let wsecret = try DataDirectory(path: a.dirs[follower]).readKey()
+            let writer = try MeshClient(address: DataDirectory(path: a.dirs[follower]).localAddress, secret: wsecret)
+            try writer.connect(timeout: .seconds(5))
+            let others = (0..<n).filter { $0 != l }
+            let t0 = ContinuousClock.now
+            a.processes[l]!.signal(signal)
+            // Until a survivor names a new coordinator (polled over the local sockets)…
+            while !others.contains(where: { i in coordinatorOf(i).map { $0 != old } ?? false }) {
+                if ContinuousClock.now - t0 > .seconds(30) { break }
+            }
+            newLeader.append((ContinuousClock.now - t0).seconds)
+            // …then the next write through a follower, retried until acknowledged.
+            _ = try writer.write(.setSetting(key: "failover", value: "\(round)"), timeout: .seconds(30))
+            nextWrite.append((ContinuousClock.now - t0).seconds)
+            writer.close()
+            if signal == SIGKILL {
+                _ = a.processes[l]!.wait(timeout: .seconds(5))
+                try a.start(l)
+            } else {
+                a.processes[l]!.signal(SIGCONT)
+            }
+        }
+        print("\(label) of the coordinator → a survivor names a new one: \(millis(newLeader))")
+        print("\(label) of the coordinator → next write acknowledged through a follower: \(millis(nextWrite))")
+    }
+}
+
 if mode == "sim" || mode == "all" { simulation() }
 if mode == "processes" || mode == "all" { try processes() }
+if mode == "coordinator" || mode == "all" { try coordinator() }
