@@ -109,7 +109,7 @@ final class ConsensusShell {
         instance = Consensus.Instance(id: id, stored: stored, settings: settings.raft, seed: UInt64.random(in: .min ... .max), now: .zero)
         var addresses: [NodeID: String] = state.nodes.mapValues(\.address)
         for e in stored.entries {
-            if case .command(let r) = e.payload, case .register(let node, _, let address) = r.command { addresses[node] = address }
+            if case .command(let r) = e.payload, case .register(let node, _, let address, _) = r.command { addresses[node] = address }
         }
         addresses[id] = nil
         knownAddresses = addresses.values.sorted()
@@ -456,10 +456,12 @@ final class ConsensusShell {
         let members = membership.instance.memberList
         for m in members where m.state == .alive {
             let known = state.nodes[m.id]
-            if known == nil || known!.name != m.meta.name || known!.address != m.meta.address {
+            let capacity = ClusterState.Capacity(nodeClass: m.meta.nodeClass, labels: m.meta.labels, slots: m.meta.slots,
+                                                 cpus: m.meta.cpus, memoryMB: m.meta.memoryMB, gpus: m.meta.gpus)
+            if known == nil || known!.name != m.meta.name || known!.address != m.meta.address || known!.capacity != capacity {
                 managerSequence += 1
                 let r = ClusterState.Request(client: managerClient, sequence: managerSequence,
-                                             command: .register(m.id, name: m.meta.name, address: m.meta.address))
+                                             command: .register(m.id, name: m.meta.name, address: m.meta.address, capacity: capacity))
                 if case .success(let (_, d)) = instance.propose(r, now: self.now(loop)) { carryOut(d, loop: loop) }
             }
         }

@@ -84,7 +84,7 @@ func runWrite(_ command: ClusterState.Command, data: DataOptions, remote: Remote
         defer { client.close() }
         let (outcome, _) = try client.write(command)
         switch outcome {
-        case .done(let message): print(message)
+        case .done(let message), .created(_, let message): print(message)
         case .rejected(let message): throw WriteRejected(message: message)
         }
     }

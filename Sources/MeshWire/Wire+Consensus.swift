@@ -61,12 +61,26 @@ extension Wire {
         w.client = r.client.rawValue
         w.sequence = r.sequence
         switch r.command {
-        case .register(let id, let name, let address):
-            w.command = .register(.with { $0.node = id.rawValue; $0.name = name; $0.address = address })
+        case .register(let id, let name, let address, let capacity):
+            w.command = .register(.with { $0.node = id.rawValue; $0.name = name; $0.address = address; $0.capacity = wire(capacity) })
         case .unregister(let id): w.command = .unregister(id.rawValue)
         case .cordon(let name, let reason): w.command = .cordon(.with { $0.name = name; $0.reason = reason })
         case .uncordon(let name): w.command = .uncordon(name)
         case .setSetting(let k, let v): w.command = .setSetting(.with { $0.key = k; $0.value = v })
+        case .submit(let spec, let provenance, let at, let via):
+            w.command = .submit(.with { $0.spec = wire(spec); $0.provenance = wire(provenance); $0.at = at; $0.via = via.rawValue })
+        case .assign(let assignments): w.command = .assign(.with { $0.assignments = assignments.map(wire) })
+        case .started(let job, let attempt, let node, let at):
+            w.command = .started(.with { $0.job = job; $0.attempt = UInt32(clamping: attempt); $0.node = node.rawValue; $0.at = at })
+        case .finished(let r): w.command = .finished(wire(r))
+        case .lost(let job, let attempt, let reason, let at):
+            w.command = .lost(.with { $0.job = job; $0.attempt = UInt32(clamping: attempt); $0.reason = reason; $0.at = at })
+        case .cancel(let ids, let reason, let at): w.command = .cancel(jobsChange(ids, reason: reason, at: at))
+        case .retry(let ids, let at): w.command = .retry(jobsChange(ids, at: at))
+        case .hold(let ids, let at): w.command = .hold(jobsChange(ids, at: at))
+        case .release(let ids, let at): w.command = .release(jobsChange(ids, at: at))
+        case .stored(let job, let attempt, let node):
+            w.command = .stored(.with { $0.job = job; $0.attempt = UInt32(clamping: attempt); $0.node = node.rawValue })
         }
         return w
     }
@@ -77,6 +91,10 @@ extension Wire {
         case .done(let m):
             w.done = true
             w.message = m
+        case .created(let ids, let m):
+            w.done = true
+            w.message = m
+            w.created = ids
         case .rejected(let m):
             w.done = false
             w.message = m
@@ -92,6 +110,7 @@ extension Wire {
         w.cordoned = n.cordoned
         w.cordonReason = n.cordonReason
         w.registeredAt = n.registeredAt
+        w.capacity = wire(n.capacity)
         return w
     }
 
@@ -109,6 +128,8 @@ extension Wire {
         }
         w.settings = state.settings
         w.appliedIndex = state.appliedIndex
+        w.jobs = state.jobList.map(wire)
+        w.nextJobID = state.nextJobID
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
         return try! w.serializedBytes(options: options)
@@ -180,18 +201,31 @@ extension Wire {
         switch w.command {
         case .register(let r)?:
             guard r.node != 0, !r.name.isEmpty else { throw .malformed("register without a node or name") }
-            c = .register(NodeID(r.node), name: r.name, address: r.address)
+            c = .register(NodeID(r.node), name: r.name, address: r.address, capacity: capacity(r.capacity))
         case .unregister(let id)?: c = .unregister(NodeID(id))
         case .cordon(let r)?: c = .cordon(name: r.name, reason: r.reason)
         case .uncordon(let name)?: c = .uncordon(name: name)
         case .setSetting(let s)?: c = .setSetting(key: s.key, value: s.value)
+        case .submit(let j)?: c = .submit(try spec(j.spec), try provenance(j.provenance), at: j.at, via: NodeID(j.via))
+        case .assign(let a)?:
+            guard a.assignments.count <= 100_000 else { throw .malformed("too many assignments") }
+            c = .assign(a.assignments.map(assignment))
+        case .started(let r)?: c = .started(job: r.job, attempt: Int(r.attempt), node: NodeID(r.node), at: r.at)
+        case .finished(let r)?: c = .finished(try report(r))
+        case .lost(let r)?: c = .lost(job: r.job, attempt: Int(r.attempt), reason: r.reason, at: r.at)
+        case .cancel(let r)?: c = .cancel(r.jobs, reason: r.reason, at: r.at)
+        case .retry(let r)?: c = .retry(r.jobs, at: r.at)
+        case .hold(let r)?: c = .hold(r.jobs, at: r.at)
+        case .release(let r)?: c = .release(r.jobs, at: r.at)
+        case .stored(let r)?: c = .stored(job: r.job, attempt: Int(r.attempt), node: NodeID(r.node))
         case nil: throw .malformed("request without a command")
         }
         return ClusterState.Request(client: .init(w.client), sequence: w.sequence, command: c)
     }
 
     public static func outcome(_ w: WireOutcome) -> ClusterState.Outcome {
-        w.done ? .done(w.message) : .rejected(w.message)
+        if !w.done { return .rejected(w.message) }
+        return w.created.isEmpty ? .done(w.message) : .created(w.created, w.message)
     }
 
     public static func clusterState(_ bytes: [UInt8]) throws(WireError) -> ClusterState {
@@ -200,13 +234,22 @@ extension Wire {
         for n in w.nodes {
             nodes[NodeID(n.id)] = ClusterState.Node(
                 id: NodeID(n.id), name: n.name, address: n.address, cordoned: n.cordoned,
-                cordonReason: n.cordonReason, registeredAt: n.registeredAt)
+                cordonReason: n.cordonReason, registeredAt: n.registeredAt, capacity: capacity(n.capacity))
+        }
+        var jobs: [JobID: Job] = [:]
+        for j in w.jobs {
+            do {
+                jobs[j.id] = try job(j)
+            } catch {
+                throw .malformed("cluster state snapshot: \(error)")
+            }
         }
         var sessions: [ClusterState.ClientID: ClusterState.Session] = [:]
         for s in w.sessions {
             sessions[.init(s.client)] = ClusterState.Session(lastSequence: s.lastSequence, lastOutcome: outcome(s.lastOutcome), lastIndex: s.lastIndex)
         }
-        return ClusterState(nodes: nodes, sessions: sessions, settings: w.settings, appliedIndex: w.appliedIndex)
+        return ClusterState(nodes: nodes, sessions: sessions, settings: w.settings, appliedIndex: w.appliedIndex,
+                            jobs: jobs, nextJobID: w.nextJobID)
     }
 }
 

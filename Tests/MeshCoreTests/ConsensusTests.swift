@@ -354,7 +354,7 @@ struct ClusterStateTests {
     @Test("a retried request applies once and gets the same answer")
     func sessions() {
         var st = ClusterState()
-        let r = ClusterState.Request(client: .init(5), sequence: 1, command: .register(NodeID(1), name: "alpha", address: "a:1"))
+        let r = ClusterState.Request(client: .init(5), sequence: 1, command: .register(NodeID(1), name: "alpha", address: "a:1", capacity: .init()))
         _ = st.apply(r, at: 1)
         let cordon = ClusterState.Request(client: .init(5), sequence: 2, command: .cordon(name: "alpha", reason: "disk"))
         let first = st.apply(cordon, at: 2)
@@ -369,7 +369,7 @@ struct ClusterStateTests {
     @Test("cordon and uncordon by name; unknown names are refused")
     func cordon() {
         var st = ClusterState()
-        _ = st.apply(.init(client: .init(1), sequence: 1, command: .register(NodeID(1), name: "alpha", address: "a:1")), at: 1)
+        _ = st.apply(.init(client: .init(1), sequence: 1, command: .register(NodeID(1), name: "alpha", address: "a:1", capacity: .init())), at: 1)
         #expect(st.apply(.init(client: .init(2), sequence: 1, command: .cordon(name: "nope", reason: "")), at: 2) == .rejected("no node named 'nope' in the mesh"))
         #expect(st.apply(.init(client: .init(2), sequence: 2, command: .cordon(name: "alpha", reason: "")), at: 3).isDone)
         #expect(st.apply(.init(client: .init(2), sequence: 3, command: .uncordon(name: "alpha")), at: 4).isDone)

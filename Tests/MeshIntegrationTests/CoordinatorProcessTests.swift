@@ -51,13 +51,14 @@ struct CoordinatorProcessTests {
             #expect(cordon.exitCode == 0, "\(cordon)")
             print("coordinator, \(count) real agents: kill -9 → cordon acknowledged through a follower in \(acknowledged)")
             let survivors = agents.indices.filter { $0 != l }
-            #expect(s.waitFor(.seconds(10)) {
+            let seen = s.waitFor(.seconds(20)) {
                 survivors.allSatisfy { i in
                     guard let st = s.status(agents[i].dataDir) else { return false }
                     return st.coordinator.leader != 0 && st.coordinator.leader != oldLeader
                         && st.nodes.first { $0.name == victim }?.cordoned == true
                 }
-            } != nil)
+            }
+            #expect(seen != nil, "\(survivors.map { i in s.status(agents[i].dataDir).map { st in "n\(i): leader \(st.coordinator.leader) (old \(oldLeader)) term \(st.coordinator.term) commit \(st.coordinator.commitIndex) applied \(st.coordinator.appliedIndex) cordoned \(st.nodes.first { $0.name == victim }?.cordoned == true)" } ?? "n\(i): no answer" })")
             // The dead coordinator keeps its vote during the grace period: a reboot must not
             // cost the mesh its fault tolerance.
             usleep(1_500_000)

@@ -10,14 +10,36 @@ public struct ClusterState: Sendable, Equatable {
         public var cordoned: Bool
         public var cordonReason: String
         public var registeredAt: Consensus.Index
+        public var capacity: Capacity
 
-        public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "", registeredAt: Consensus.Index) {
+        public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "",
+                    registeredAt: Consensus.Index, capacity: Capacity = .init()) {
             self.id = id
             self.name = name
             self.address = address
             self.cordoned = cordoned
             self.cordonReason = cordonReason
             self.registeredAt = registeredAt
+            self.capacity = capacity
+        }
+    }
+
+    /// What a node offers jobs (from its gossip metadata when the coordinator registered it).
+    public struct Capacity: Sendable, Hashable {
+        public var nodeClass: String
+        public var labels: [String: String]
+        public var slots: Int
+        public var cpus: Int
+        public var memoryMB: Int
+        public var gpus: Int
+
+        public init(nodeClass: String = "", labels: [String: String] = [:], slots: Int = 1, cpus: Int = 1, memoryMB: Int = 0, gpus: Int = 0) {
+            self.nodeClass = nodeClass
+            self.labels = labels
+            self.slots = slots
+            self.cpus = cpus
+            self.memoryMB = memoryMB
+            self.gpus = gpus
         }
     }
 
@@ -44,12 +66,68 @@ public struct ClusterState: Sendable, Equatable {
     }
 
     public enum Command: Sendable, Equatable {
-        /// Record a member (the coordinator does this when gossip brings a new one).
-        case register(NodeID, name: String, address: String)
+        /// Record a member (the coordinator does this when gossip brings a new one or it changes).
+        case register(NodeID, name: String, address: String, capacity: Capacity)
         case unregister(NodeID)
         case cordon(name: String, reason: String)
         case uncordon(name: String)
         case setSetting(key: String, value: String)
+        case submit(JobSpec, Provenance, at: Int64, via: NodeID)
+        /// The coordinator's scheduler: attempts on nodes, decided in its term.
+        case assign([Assignment])
+        /// A worker's reports about an attempt; accepted only for the job's current attempt.
+        case started(job: JobID, attempt: Int, node: NodeID, at: Int64)
+        case finished(Report)
+        /// The coordinator: the node of this attempt was out of touch longer than lease + grace.
+        case lost(job: JobID, attempt: Int, reason: String, at: Int64)
+        case cancel([JobID], reason: String, at: Int64)
+        case retry([JobID], at: Int64)
+        case hold([JobID], at: Int64)
+        case release([JobID], at: Int64)
+        /// A copy of an attempt's log (and results) now also lives on `node`.
+        case stored(job: JobID, attempt: Int, node: NodeID)
+    }
+
+    public struct Assignment: Sendable, Equatable {
+        public var job: JobID
+        public var attempt: Int
+        public var node: NodeID
+        public var gpus: [Int]
+        public var term: UInt64
+        public var at: Int64
+
+        public init(job: JobID, attempt: Int, node: NodeID, gpus: [Int], term: UInt64, at: Int64) {
+            self.job = job
+            self.attempt = attempt
+            self.node = node
+            self.gpus = gpus
+            self.term = term
+            self.at = at
+        }
+    }
+
+    /// How an attempt ended, as its worker reports it.
+    public struct Report: Sendable, Equatable {
+        public var job: JobID
+        public var attempt: Int
+        public var node: NodeID
+        public var outcome: AttemptOutcome
+        public var results: [ResultFile]
+        public var resultsBundle: BlobRef?
+        public var logBytes: UInt64
+        public var at: Int64
+
+        public init(job: JobID, attempt: Int, node: NodeID, outcome: AttemptOutcome, results: [ResultFile] = [],
+                    resultsBundle: BlobRef? = nil, logBytes: UInt64 = 0, at: Int64) {
+            self.job = job
+            self.attempt = attempt
+            self.node = node
+            self.outcome = outcome
+            self.results = results
+            self.resultsBundle = resultsBundle
+            self.logBytes = logBytes
+            self.at = at
+        }
     }
 
     /// A command with the (client, sequence) that makes retries safe.
@@ -67,15 +145,24 @@ public struct ClusterState: Sendable, Equatable {
 
     public enum Outcome: Sendable, Equatable {
         case done(String)
+        /// Done, and these jobs were created.
+        case created([JobID], String)
         case rejected(String)
 
-        public var isDone: Bool { if case .done = self { true } else { false } }
+        public var isDone: Bool { if case .rejected = self { false } else { true } }
+        public var message: String {
+            switch self {
+            case .done(let m), .created(_, let m), .rejected(let m): m
+            }
+        }
     }
 
     public private(set) var nodes: [NodeID: Node] = [:]
     public private(set) var sessions: [ClientID: Session] = [:]
     public private(set) var settings: [String: String] = [:]
     public private(set) var appliedIndex: Consensus.Index = 0
+    public internal(set) var jobs: [JobID: Job] = [:]
+    public internal(set) var nextJobID: JobID = 1
 
     /// Sessions untouched for this many entries are forgotten.
     public static let sessionRetention: Consensus.Index = 100_000
@@ -106,14 +193,15 @@ public struct ClusterState: Sendable, Equatable {
 
     private mutating func execute(_ command: Command, at index: Consensus.Index) -> Outcome {
         switch command {
-        case .register(let id, let name, let address):
+        case .register(let id, let name, let address, let capacity):
             if var n = nodes[id] {
                 n.name = name
                 n.address = address
+                n.capacity = capacity
                 nodes[id] = n
                 return .done("\(name) updated")
             }
-            nodes[id] = Node(id: id, name: name, address: address, registeredAt: index)
+            nodes[id] = Node(id: id, name: name, address: address, registeredAt: index, capacity: capacity)
             return .done("\(name) registered")
         case .unregister(let id):
             guard let n = nodes.removeValue(forKey: id) else { return .rejected("no node \(id)") }
@@ -135,6 +223,8 @@ public struct ClusterState: Sendable, Equatable {
         case .setSetting(let key, let value):
             settings[key] = value
             return .done("\(key) = \(value)")
+        case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored:
+            return executeJob(command, at: index)
         }
     }
 
@@ -144,10 +234,13 @@ public struct ClusterState: Sendable, Equatable {
     }
 
     /// Rebuilds a state from its parts (for restoring a snapshot).
-    public init(nodes: [NodeID: Node], sessions: [ClientID: Session], settings: [String: String], appliedIndex: Consensus.Index) {
+    public init(nodes: [NodeID: Node], sessions: [ClientID: Session], settings: [String: String], appliedIndex: Consensus.Index,
+                jobs: [JobID: Job] = [:], nextJobID: JobID = 1) {
         self.nodes = nodes
         self.sessions = sessions
         self.settings = settings
         self.appliedIndex = appliedIndex
+        self.jobs = jobs
+        self.nextJobID = nextJobID
     }
 }

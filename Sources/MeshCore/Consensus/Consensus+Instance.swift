@@ -10,6 +10,9 @@ extension Consensus {
         public var maxEntriesPerAppend = 256
         /// Learners (non-voters) get a heartbeat every this many heartbeat intervals.
         public var learnerHeartbeatEvery = 5
+        /// Tell followers of a new commit index at once instead of with the next heartbeat (they
+        /// act on committed entries: a worker starts its job when it applies the assignment).
+        public var propagateCommits = true
 
         public init() {}
 
@@ -38,13 +41,19 @@ extension Consensus {
         public private(set) var configuration: Configuration
         /// The most recent snapshot, which a lagging follower is sent.
         public private(set) var snapshot: Snapshot?
+        /// As leader: when each member last answered. (Workers' leases are judged from it.)
+        public private(set) var lastContact: [NodeID: Instant] = [:]
+        /// As leader: since when.
+        public private(set) var leaderSince: Instant?
 
         var log: Log
         /// Configuration entries in the log, in order, to go back to when a suffix is truncated.
         private var configurations: [(index: Index, configuration: Configuration)]
         private var rng: SeededRandom
         private var electionDeadline: Instant
-        private var lastLeaderContact: Instant?
+        /// When we last heard from a leader (or were one). A worker keeps its jobs only while this
+        /// is recent (its lease).
+        public private(set) var lastLeaderContact: Instant?
         private var nextHeartbeat: Instant
         private var heartbeats = 0
         private var checkQuorumAt: Instant
@@ -116,10 +125,11 @@ extension Consensus {
         public mutating func onTick(now: Instant) -> [Directive] {
             if let t = scheduledTick, t <= now { scheduledTick = nil }
             if role == .leader {
+                lastLeaderContact = now
                 if now >= nextHeartbeat {
                     heartbeats += 1
                     for peer in progress.keys.sorted() where configuration.voters.contains(peer) || heartbeats % settings.learnerHeartbeatEvery == 0 {
-                        sendAppend(to: peer, now)
+                        sendAppend(to: peer, now: now)
                     }
                     nextHeartbeat = now + settings.heartbeatInterval
                 }
@@ -205,15 +215,19 @@ extension Consensus {
                 heardFromLeader(p.from, now)
                 handleSnapshot(from: p.from, s)
             case .appendResponse(let r):
-                if role == .leader { handleAppendResponse(from: p.from, r, now) }
+                if role == .leader {
+                    lastContact[p.from] = now
+                    handleAppendResponse(from: p.from, r, now)
+                }
             case .snapshotResponse(let match):
+                if role == .leader { lastContact[p.from] = now }
                 if role == .leader, var pr = progress[p.from] {
                     pr.recentActive = true
                     pr.match = Swift.max(pr.match, match)
                     pr.next = pr.match + 1
                     pr.mode = .probe
                     progress[p.from] = pr
-                    sendAppend(to: p.from, now)
+                    sendAppend(to: p.from, now: now)
                 }
             case .timeoutNow:
                 if isVoter && role != .leader { campaign(now, transfer: true) }
@@ -254,7 +268,7 @@ extension Consensus {
             if progress[target]!.match == log.lastIndex {
                 send(to: target, .timeoutNow)
             } else {
-                sendAppend(to: target, now)
+                sendAppend(to: target, now: now)
             }
             return finish(now)
         }
@@ -333,6 +347,9 @@ extension Consensus {
         private mutating func becomeLeader(_ now: Instant) {
             role = .leader
             leader = id
+            leaderSince = now
+            lastContact = [:]
+            lastLeaderContact = now
             transfer = nil
             progress = [:]
             for m in configuration.members where m != id {
@@ -355,6 +372,7 @@ extension Consensus {
             leader = newLeader
             progress = [:]
             transfer = nil
+            leaderSince = nil
             resetElectionTimer(now)
             if newLeader != nil { lastLeaderContact = now }
         }
@@ -465,13 +483,13 @@ extension Consensus {
             // Replicate first, then make our own copy durable: the followers' disks work while
             // ours does (Raft dissertation §10.2.1). The shell finishes the persist before it reads
             // any answer, so we never count ourselves before our own write is done.
-            for peer in progress.keys.sorted() { sendAppend(to: peer, now) }
+            for peer in progress.keys.sorted() { sendAppend(to: peer, now: now) }
             out.append(.persist(nil, entries: [e], truncateAfter: nil))
-            maybeCommit()
+            maybeCommit(now)
             return e.index
         }
 
-        private mutating func sendAppend(to peer: NodeID, _ now: Instant) {
+        private mutating func sendAppend(to peer: NodeID, now: Instant) {
             guard var pr = progress[peer] else { return }
             if pr.next <= log.snapshotIndex {
                 guard let s = snapshot else { return }
@@ -502,9 +520,9 @@ extension Consensus {
                 pr.next = Swift.max(pr.next, pr.match + 1)
                 pr.mode = .replicate
                 progress[from] = pr
-                maybeCommit()
+                maybeCommit(now)
                 if let t = transfer, t.target == from, pr.match == log.lastIndex { send(to: from, .timeoutNow) }
-                if pr.next <= log.lastIndex { sendAppend(to: from, now) }
+                if pr.next <= log.lastIndex { sendAppend(to: from, now: now) }
             } else {
                 guard r.index >= pr.match else { return }  // a stale rejection
                 var probe = r.index
@@ -512,17 +530,20 @@ extension Consensus {
                 pr.mode = .probe
                 pr.next = Swift.max(Swift.min(pr.next - 1, probe + 1), pr.match + 1)
                 progress[from] = pr
-                sendAppend(to: from, now)
+                sendAppend(to: from, now: now)
             }
         }
 
         /// Commits the highest index a quorum of voters has, if it is of our term.
-        private mutating func maybeCommit() {
+        private mutating func maybeCommit(_ now: Instant) {
             guard role == .leader else { return }
             let matches = configuration.voters.map { $0 == id ? log.lastIndex : (progress[$0]?.match ?? 0) }.sorted(by: >)
             guard matches.count >= configuration.quorum else { return }
             let candidate = matches[configuration.quorum - 1]
-            if candidate > commitIndex, log.term(at: candidate) == term { commit(to: candidate) }
+            if candidate > commitIndex, log.term(at: candidate) == term {
+                commit(to: candidate)
+                if settings.propagateCommits { for peer in progress.keys.sorted() { sendAppend(to: peer, now: now) } }
+            }
         }
 
         // MARK: Helpers

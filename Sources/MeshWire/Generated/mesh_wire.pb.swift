@@ -1061,6 +1061,28 @@ public nonisolated struct WireLogEntry: Sendable {
   public init() {}
 }
 
+public nonisolated struct WireNodeCapacity: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeClass: String = String()
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var slots: UInt32 = 0
+
+  public var cpus: UInt32 = 0
+
+  public var memoryMb: UInt64 = 0
+
+  public var gpus: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct WireRegisterNode: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1072,9 +1094,20 @@ public nonisolated struct WireRegisterNode: Sendable {
 
   public var address: String = String()
 
+  public var capacity: WireNodeCapacity {
+    get {_capacity ?? WireNodeCapacity()}
+    set {_capacity = newValue}
+  }
+  /// Returns true if `capacity` has been explicitly set.
+  public var hasCapacity: Bool {self._capacity != nil}
+  /// Clears the value of `capacity`. Subsequent reads from it will return its default value.
+  public mutating func clearCapacity() {self._capacity = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _capacity: WireNodeCapacity? = nil
 }
 
 public nonisolated struct WireCordonNode: Sendable {
@@ -1156,6 +1189,86 @@ public nonisolated struct WireClusterRequest: Sendable {
     set {command = .setSetting(newValue)}
   }
 
+  public var submit: WireSubmitJob {
+    get {
+      if case .submit(let v)? = command {return v}
+      return WireSubmitJob()
+    }
+    set {command = .submit(newValue)}
+  }
+
+  public var assign: WireAssignJobs {
+    get {
+      if case .assign(let v)? = command {return v}
+      return WireAssignJobs()
+    }
+    set {command = .assign(newValue)}
+  }
+
+  public var started: WireAttemptStarted {
+    get {
+      if case .started(let v)? = command {return v}
+      return WireAttemptStarted()
+    }
+    set {command = .started(newValue)}
+  }
+
+  public var finished: WireAttemptReport {
+    get {
+      if case .finished(let v)? = command {return v}
+      return WireAttemptReport()
+    }
+    set {command = .finished(newValue)}
+  }
+
+  public var lost: WireAttemptLost {
+    get {
+      if case .lost(let v)? = command {return v}
+      return WireAttemptLost()
+    }
+    set {command = .lost(newValue)}
+  }
+
+  public var cancel: WireJobsChange {
+    get {
+      if case .cancel(let v)? = command {return v}
+      return WireJobsChange()
+    }
+    set {command = .cancel(newValue)}
+  }
+
+  public var retry: WireJobsChange {
+    get {
+      if case .retry(let v)? = command {return v}
+      return WireJobsChange()
+    }
+    set {command = .retry(newValue)}
+  }
+
+  public var hold: WireJobsChange {
+    get {
+      if case .hold(let v)? = command {return v}
+      return WireJobsChange()
+    }
+    set {command = .hold(newValue)}
+  }
+
+  public var release: WireJobsChange {
+    get {
+      if case .release(let v)? = command {return v}
+      return WireJobsChange()
+    }
+    set {command = .release(newValue)}
+  }
+
+  public var stored: WireAttemptStored {
+    get {
+      if case .stored(let v)? = command {return v}
+      return WireAttemptStored()
+    }
+    set {command = .stored(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
@@ -1164,6 +1277,16 @@ public nonisolated struct WireClusterRequest: Sendable {
     case cordon(WireCordonNode)
     case uncordon(String)
     case setSetting(WireSetting)
+    case submit(WireSubmitJob)
+    case assign(WireAssignJobs)
+    case started(WireAttemptStarted)
+    case finished(WireAttemptReport)
+    case lost(WireAttemptLost)
+    case cancel(WireJobsChange)
+    case retry(WireJobsChange)
+    case hold(WireJobsChange)
+    case release(WireJobsChange)
+    case stored(WireAttemptStored)
 
   }
 
@@ -1178,6 +1301,9 @@ public nonisolated struct WireOutcome: Sendable {
   public var done: Bool = false
 
   public var message: String = String()
+
+  /// Jobs the request created.
+  public var created: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1229,9 +1355,20 @@ public nonisolated struct WireNodeRecord: Sendable {
 
   public var registeredAt: UInt64 = 0
 
+  public var capacity: WireNodeCapacity {
+    get {_capacity ?? WireNodeCapacity()}
+    set {_capacity = newValue}
+  }
+  /// Returns true if `capacity` has been explicitly set.
+  public var hasCapacity: Bool {self._capacity != nil}
+  /// Clears the value of `capacity`. Subsequent reads from it will return its default value.
+  public mutating func clearCapacity() {self._capacity = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _capacity: WireNodeCapacity? = nil
 }
 
 public nonisolated struct WireSessionRecord: Sendable {
@@ -1273,6 +1410,10 @@ public nonisolated struct WireClusterStateSnapshot: Sendable {
   public var settings: Dictionary<String,String> = [:]
 
   public var appliedIndex: UInt64 = 0
+
+  public var jobs: [WireJobRecord] = []
+
+  public var nextJobID: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1517,6 +1658,559 @@ public nonisolated struct WireForwardedStatus: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireJobResources: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var slots: UInt32 = 0
+
+  public var cpus: UInt32 = 0
+
+  public var memoryMb: UInt64 = 0
+
+  public var gpus: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireJobSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var command: [String] = []
+
+  public var env: Dictionary<String,String> = [:]
+
+  public var resources: WireJobResources {
+    get {_resources ?? WireJobResources()}
+    set {_resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {self._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {self._resources = nil}
+
+  public var nodeClass: String = String()
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var timeoutSeconds: UInt64 = 0
+
+  public var retries: UInt32 = 0
+
+  public var priority: Int32 = 0
+
+  public var results: [String] = []
+
+  public var after: [UInt64] = []
+
+  public var leaseSeconds: UInt64 = 0
+
+  public var held: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resources: WireJobResources? = nil
+}
+
+public nonisolated struct WireBlobRef: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hash: String = String()
+
+  public var size: UInt64 = 0
+
+  public var holders: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireProvenance: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// git, directory or none.
+  public var code: String = String()
+
+  public var remote: String = String()
+
+  public var commit: String = String()
+
+  public var branch: String = String()
+
+  public var diffSummary: String = String()
+
+  public var directory: String = String()
+
+  public var bundle: WireBlobRef {
+    get {_bundle ?? WireBlobRef()}
+    set {_bundle = newValue}
+  }
+  /// Returns true if `bundle` has been explicitly set.
+  public var hasBundle: Bool {self._bundle != nil}
+  /// Clears the value of `bundle`. Subsequent reads from it will return its default value.
+  public mutating func clearBundle() {self._bundle = nil}
+
+  public var submitter: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _bundle: WireBlobRef? = nil
+}
+
+public nonisolated struct WireAttemptOutcome: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: WireAttemptOutcome.OneOf_Kind? = nil
+
+  public var exited: Int32 {
+    get {
+      if case .exited(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .exited(newValue)}
+  }
+
+  public var signalled: Int32 {
+    get {
+      if case .signalled(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .signalled(newValue)}
+  }
+
+  public var timedOut: Bool {
+    get {
+      if case .timedOut(let v)? = kind {return v}
+      return false
+    }
+    set {kind = .timedOut(newValue)}
+  }
+
+  public var cancelled: Bool {
+    get {
+      if case .cancelled(let v)? = kind {return v}
+      return false
+    }
+    set {kind = .cancelled(newValue)}
+  }
+
+  public var lost: String {
+    get {
+      if case .lost(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .lost(newValue)}
+  }
+
+  public var failedToStart: String {
+    get {
+      if case .failedToStart(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .failedToStart(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    case exited(Int32)
+    case signalled(Int32)
+    case timedOut(Bool)
+    case cancelled(Bool)
+    case lost(String)
+    case failedToStart(String)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct WireAttempt: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var number: UInt32 = 0
+
+  public var node: UInt64 = 0
+
+  public var term: UInt64 = 0
+
+  public var gpus: [UInt32] = []
+
+  public var assignedAt: Int64 = 0
+
+  public var startedAt: Int64 {
+    get {_startedAt ?? 0}
+    set {_startedAt = newValue}
+  }
+  /// Returns true if `startedAt` has been explicitly set.
+  public var hasStartedAt: Bool {self._startedAt != nil}
+  /// Clears the value of `startedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartedAt() {self._startedAt = nil}
+
+  public var endedAt: Int64 {
+    get {_endedAt ?? 0}
+    set {_endedAt = newValue}
+  }
+  /// Returns true if `endedAt` has been explicitly set.
+  public var hasEndedAt: Bool {self._endedAt != nil}
+  /// Clears the value of `endedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEndedAt() {self._endedAt = nil}
+
+  public var outcome: WireAttemptOutcome {
+    get {_outcome ?? WireAttemptOutcome()}
+    set {_outcome = newValue}
+  }
+  /// Returns true if `outcome` has been explicitly set.
+  public var hasOutcome: Bool {self._outcome != nil}
+  /// Clears the value of `outcome`. Subsequent reads from it will return its default value.
+  public mutating func clearOutcome() {self._outcome = nil}
+
+  public var logHolders: [UInt64] = []
+
+  public var logBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _startedAt: Int64? = nil
+  fileprivate var _endedAt: Int64? = nil
+  fileprivate var _outcome: WireAttemptOutcome? = nil
+}
+
+public nonisolated struct WireResultFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
+  public var size: UInt64 = 0
+
+  public var sha256: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireJobEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: String = String()
+
+  public var reason: String = String()
+
+  public var at: Int64 = 0
+
+  public var index: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireJobRecord: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var spec: WireJobSpec {
+    get {_storage._spec ?? WireJobSpec()}
+    set {_uniqueStorage()._spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {_storage._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+
+  public var provenance: WireProvenance {
+    get {_storage._provenance ?? WireProvenance()}
+    set {_uniqueStorage()._provenance = newValue}
+  }
+  /// Returns true if `provenance` has been explicitly set.
+  public var hasProvenance: Bool {_storage._provenance != nil}
+  /// Clears the value of `provenance`. Subsequent reads from it will return its default value.
+  public mutating func clearProvenance() {_uniqueStorage()._provenance = nil}
+
+  public var submittedAt: Int64 {
+    get {_storage._submittedAt}
+    set {_uniqueStorage()._submittedAt = newValue}
+  }
+
+  public var submittedVia: UInt64 {
+    get {_storage._submittedVia}
+    set {_uniqueStorage()._submittedVia = newValue}
+  }
+
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  public var history: [WireJobEvent] {
+    get {_storage._history}
+    set {_uniqueStorage()._history = newValue}
+  }
+
+  public var attempts: [WireAttempt] {
+    get {_storage._attempts}
+    set {_uniqueStorage()._attempts = newValue}
+  }
+
+  public var results: [WireResultFile] {
+    get {_storage._results}
+    set {_uniqueStorage()._results = newValue}
+  }
+
+  public var resultsBundle: WireBlobRef {
+    get {_storage._resultsBundle ?? WireBlobRef()}
+    set {_uniqueStorage()._resultsBundle = newValue}
+  }
+  /// Returns true if `resultsBundle` has been explicitly set.
+  public var hasResultsBundle: Bool {_storage._resultsBundle != nil}
+  /// Clears the value of `resultsBundle`. Subsequent reads from it will return its default value.
+  public mutating func clearResultsBundle() {_uniqueStorage()._resultsBundle = nil}
+
+  public var cancelRequested: Bool {
+    get {_storage._cancelRequested}
+    set {_uniqueStorage()._cancelRequested = newValue}
+  }
+
+  public var lostAttempts: UInt32 {
+    get {_storage._lostAttempts}
+    set {_uniqueStorage()._lostAttempts = newValue}
+  }
+
+  public var failedAttempts: UInt32 {
+    get {_storage._failedAttempts}
+    set {_uniqueStorage()._failedAttempts = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct WireSubmitJob: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var spec: WireJobSpec {
+    get {_storage._spec ?? WireJobSpec()}
+    set {_uniqueStorage()._spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {_storage._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+
+  public var provenance: WireProvenance {
+    get {_storage._provenance ?? WireProvenance()}
+    set {_uniqueStorage()._provenance = newValue}
+  }
+  /// Returns true if `provenance` has been explicitly set.
+  public var hasProvenance: Bool {_storage._provenance != nil}
+  /// Clears the value of `provenance`. Subsequent reads from it will return its default value.
+  public mutating func clearProvenance() {_uniqueStorage()._provenance = nil}
+
+  public var at: Int64 {
+    get {_storage._at}
+    set {_uniqueStorage()._at = newValue}
+  }
+
+  public var via: UInt64 {
+    get {_storage._via}
+    set {_uniqueStorage()._via = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct WireAssignment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var node: UInt64 = 0
+
+  public var gpus: [UInt32] = []
+
+  public var term: UInt64 = 0
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireAssignJobs: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var assignments: [WireAssignment] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireAttemptStarted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var node: UInt64 = 0
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireAttemptReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var node: UInt64 = 0
+
+  public var outcome: WireAttemptOutcome {
+    get {_outcome ?? WireAttemptOutcome()}
+    set {_outcome = newValue}
+  }
+  /// Returns true if `outcome` has been explicitly set.
+  public var hasOutcome: Bool {self._outcome != nil}
+  /// Clears the value of `outcome`. Subsequent reads from it will return its default value.
+  public mutating func clearOutcome() {self._outcome = nil}
+
+  public var results: [WireResultFile] = []
+
+  public var resultsBundle: WireBlobRef {
+    get {_resultsBundle ?? WireBlobRef()}
+    set {_resultsBundle = newValue}
+  }
+  /// Returns true if `resultsBundle` has been explicitly set.
+  public var hasResultsBundle: Bool {self._resultsBundle != nil}
+  /// Clears the value of `resultsBundle`. Subsequent reads from it will return its default value.
+  public mutating func clearResultsBundle() {self._resultsBundle = nil}
+
+  public var logBytes: UInt64 = 0
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _outcome: WireAttemptOutcome? = nil
+  fileprivate var _resultsBundle: WireBlobRef? = nil
+}
+
+public nonisolated struct WireAttemptLost: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var reason: String = String()
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireJobsChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobs: [UInt64] = []
+
+  public var reason: String = String()
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireAttemptStored: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var attempt: UInt32 = 0
+
+  public var node: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3232,9 +3926,64 @@ nonisolated extension WireLogEntry: SwiftProtobuf.Message, SwiftProtobuf._Messag
   }
 }
 
+nonisolated extension WireNodeCapacity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeCapacity"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_class\0\u{1}labels\0\u{1}slots\0\u{1}cpus\0\u{3}memory_mb\0\u{1}gpus\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeClass) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.memoryMb) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.gpus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeClass.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeClass, fieldNumber: 1)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 2)
+    }
+    if self.slots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slots, fieldNumber: 3)
+    }
+    if self.cpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpus, fieldNumber: 4)
+    }
+    if self.memoryMb != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryMb, fieldNumber: 5)
+    }
+    if self.gpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpus, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireNodeCapacity, rhs: WireNodeCapacity) -> Bool {
+    if lhs.nodeClass != rhs.nodeClass {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.slots != rhs.slots {return false}
+    if lhs.cpus != rhs.cpus {return false}
+    if lhs.memoryMb != rhs.memoryMb {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension WireRegisterNode: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterNode"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{1}address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{1}address\0\u{1}capacity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3245,12 +3994,17 @@ nonisolated extension WireRegisterNode: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 1: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._capacity) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.node != 0 {
       try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 1)
     }
@@ -3260,6 +4014,9 @@ nonisolated extension WireRegisterNode: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 3)
     }
+    try { if let v = self._capacity {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3267,6 +4024,7 @@ nonisolated extension WireRegisterNode: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.node != rhs.node {return false}
     if lhs.name != rhs.name {return false}
     if lhs.address != rhs.address {return false}
+    if lhs._capacity != rhs._capacity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3344,7 +4102,7 @@ nonisolated extension WireSetting: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0\u{1}submit\0\u{1}assign\0\u{1}started\0\u{1}finished\0\u{1}lost\0\u{1}cancel\0\u{1}retry\0\u{1}hold\0\u{1}release\0\u{1}stored\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3409,6 +4167,136 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
           self.command = .setSetting(v)
         }
       }()
+      case 15: try {
+        var v: WireSubmitJob?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .submit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .submit(v)
+        }
+      }()
+      case 16: try {
+        var v: WireAssignJobs?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .assign(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .assign(v)
+        }
+      }()
+      case 17: try {
+        var v: WireAttemptStarted?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .started(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .started(v)
+        }
+      }()
+      case 18: try {
+        var v: WireAttemptReport?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .finished(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .finished(v)
+        }
+      }()
+      case 19: try {
+        var v: WireAttemptLost?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .lost(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .lost(v)
+        }
+      }()
+      case 20: try {
+        var v: WireJobsChange?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .cancel(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .cancel(v)
+        }
+      }()
+      case 21: try {
+        var v: WireJobsChange?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .retry(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .retry(v)
+        }
+      }()
+      case 22: try {
+        var v: WireJobsChange?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .hold(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .hold(v)
+        }
+      }()
+      case 23: try {
+        var v: WireJobsChange?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .release(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .release(v)
+        }
+      }()
+      case 24: try {
+        var v: WireAttemptStored?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .stored(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .stored(v)
+        }
+      }()
       default: break
       }
     }
@@ -3446,6 +4334,46 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .setSetting(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
+    case .submit?: try {
+      guard case .submit(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .assign?: try {
+      guard case .assign(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .started?: try {
+      guard case .started(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .finished?: try {
+      guard case .finished(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .lost?: try {
+      guard case .lost(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .cancel?: try {
+      guard case .cancel(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .retry?: try {
+      guard case .retry(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .hold?: try {
+      guard case .hold(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .release?: try {
+      guard case .release(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .stored?: try {
+      guard case .stored(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3462,7 +4390,7 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Outcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}done\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}done\0\u{1}message\0\u{1}created\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3472,6 +4400,7 @@ nonisolated extension WireOutcome: SwiftProtobuf.Message, SwiftProtobuf._Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.done) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.created) }()
       default: break
       }
     }
@@ -3484,12 +4413,16 @@ nonisolated extension WireOutcome: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
     }
+    if !self.created.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.created, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireOutcome, rhs: WireOutcome) -> Bool {
     if lhs.done != rhs.done {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.created != rhs.created {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3546,7 +4479,7 @@ nonisolated extension WireRaftSnapshot: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3560,12 +4493,17 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 4: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.cordonReason) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.registeredAt) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._capacity) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.id != 0 {
       try visitor.visitSingularFixed64Field(value: self.id, fieldNumber: 1)
     }
@@ -3584,6 +4522,9 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.registeredAt != 0 {
       try visitor.visitSingularUInt64Field(value: self.registeredAt, fieldNumber: 6)
     }
+    try { if let v = self._capacity {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3594,6 +4535,7 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.cordoned != rhs.cordoned {return false}
     if lhs.cordonReason != rhs.cordonReason {return false}
     if lhs.registeredAt != rhs.registeredAt {return false}
+    if lhs._capacity != rhs._capacity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3650,7 +4592,7 @@ nonisolated extension WireSessionRecord: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStateSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}sessions\0\u{1}settings\0\u{3}applied_index\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}sessions\0\u{1}settings\0\u{3}applied_index\0\u{1}jobs\0\u{3}next_job_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3662,6 +4604,8 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
       case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.settings) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.nextJobID) }()
       default: break
       }
     }
@@ -3680,6 +4624,12 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
     if self.appliedIndex != 0 {
       try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 4)
     }
+    if !self.jobs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 5)
+    }
+    if self.nextJobID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextJobID, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3688,6 +4638,8 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
     if lhs.sessions != rhs.sessions {return false}
     if lhs.settings != rhs.settings {return false}
     if lhs.appliedIndex != rhs.appliedIndex {return false}
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.nextJobID != rhs.nextJobID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4165,6 +5117,1099 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
   }
 
   public static func ==(lhs: WireForwardedStatus, rhs: WireForwardedStatus) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJobResources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobResources"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slots\0\u{1}cpus\0\u{3}memory_mb\0\u{1}gpus\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.memoryMb) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.gpus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.slots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slots, fieldNumber: 1)
+    }
+    if self.cpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpus, fieldNumber: 2)
+    }
+    if self.memoryMb != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryMb, fieldNumber: 3)
+    }
+    if self.gpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpus, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJobResources, rhs: WireJobResources) -> Bool {
+    if lhs.slots != rhs.slots {return false}
+    if lhs.cpus != rhs.cpus {return false}
+    if lhs.memoryMb != rhs.memoryMb {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.command) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.env) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._resources) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.nodeClass) }()
+      case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.timeoutSeconds) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.retries) }()
+      case 9: try { try decoder.decodeSingularSInt32Field(value: &self.priority) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.results) }()
+      case 11: try { try decoder.decodeRepeatedUInt64Field(value: &self.after) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.leaseSeconds) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.held) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.command, fieldNumber: 2)
+    }
+    if !self.env.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.env, fieldNumber: 3)
+    }
+    try { if let v = self._resources {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.nodeClass.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeClass, fieldNumber: 5)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 6)
+    }
+    if self.timeoutSeconds != 0 {
+      try visitor.visitSingularUInt64Field(value: self.timeoutSeconds, fieldNumber: 7)
+    }
+    if self.retries != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retries, fieldNumber: 8)
+    }
+    if self.priority != 0 {
+      try visitor.visitSingularSInt32Field(value: self.priority, fieldNumber: 9)
+    }
+    if !self.results.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.results, fieldNumber: 10)
+    }
+    if !self.after.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.after, fieldNumber: 11)
+    }
+    if self.leaseSeconds != 0 {
+      try visitor.visitSingularUInt64Field(value: self.leaseSeconds, fieldNumber: 12)
+    }
+    if self.held != false {
+      try visitor.visitSingularBoolField(value: self.held, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJobSpec, rhs: WireJobSpec) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.env != rhs.env {return false}
+    if lhs._resources != rhs._resources {return false}
+    if lhs.nodeClass != rhs.nodeClass {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.timeoutSeconds != rhs.timeoutSeconds {return false}
+    if lhs.retries != rhs.retries {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.results != rhs.results {return false}
+    if lhs.after != rhs.after {return false}
+    if lhs.leaseSeconds != rhs.leaseSeconds {return false}
+    if lhs.held != rhs.held {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireBlobRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlobRef"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}size\0\u{1}holders\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 3: try { try decoder.decodeRepeatedFixed64Field(value: &self.holders) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hash.isEmpty {
+      try visitor.visitSingularStringField(value: self.hash, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 2)
+    }
+    if !self.holders.isEmpty {
+      try visitor.visitPackedFixed64Field(value: self.holders, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireBlobRef, rhs: WireBlobRef) -> Bool {
+    if lhs.hash != rhs.hash {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.holders != rhs.holders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireProvenance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Provenance"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}remote\0\u{1}commit\0\u{1}branch\0\u{3}diff_summary\0\u{1}directory\0\u{1}bundle\0\u{1}submitter\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.remote) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.commit) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.branch) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.diffSummary) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.directory) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._bundle) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.submitter) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.code.isEmpty {
+      try visitor.visitSingularStringField(value: self.code, fieldNumber: 1)
+    }
+    if !self.remote.isEmpty {
+      try visitor.visitSingularStringField(value: self.remote, fieldNumber: 2)
+    }
+    if !self.commit.isEmpty {
+      try visitor.visitSingularStringField(value: self.commit, fieldNumber: 3)
+    }
+    if !self.branch.isEmpty {
+      try visitor.visitSingularStringField(value: self.branch, fieldNumber: 4)
+    }
+    if !self.diffSummary.isEmpty {
+      try visitor.visitSingularStringField(value: self.diffSummary, fieldNumber: 5)
+    }
+    if !self.directory.isEmpty {
+      try visitor.visitSingularStringField(value: self.directory, fieldNumber: 6)
+    }
+    try { if let v = self._bundle {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.submitter.isEmpty {
+      try visitor.visitSingularStringField(value: self.submitter, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireProvenance, rhs: WireProvenance) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.remote != rhs.remote {return false}
+    if lhs.commit != rhs.commit {return false}
+    if lhs.branch != rhs.branch {return false}
+    if lhs.diffSummary != rhs.diffSummary {return false}
+    if lhs.directory != rhs.directory {return false}
+    if lhs._bundle != rhs._bundle {return false}
+    if lhs.submitter != rhs.submitter {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttemptOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttemptOutcome"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}exited\0\u{1}signalled\0\u{3}timed_out\0\u{1}cancelled\0\u{1}lost\0\u{3}failed_to_start\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Int32?
+        try decoder.decodeSingularSInt32Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .exited(v)
+        }
+      }()
+      case 2: try {
+        var v: Int32?
+        try decoder.decodeSingularSInt32Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .signalled(v)
+        }
+      }()
+      case 3: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .timedOut(v)
+        }
+      }()
+      case 4: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .cancelled(v)
+        }
+      }()
+      case 5: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .lost(v)
+        }
+      }()
+      case 6: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .failedToStart(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .exited?: try {
+      guard case .exited(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularSInt32Field(value: v, fieldNumber: 1)
+    }()
+    case .signalled?: try {
+      guard case .signalled(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularSInt32Field(value: v, fieldNumber: 2)
+    }()
+    case .timedOut?: try {
+      guard case .timedOut(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 3)
+    }()
+    case .cancelled?: try {
+      guard case .cancelled(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 4)
+    }()
+    case .lost?: try {
+      guard case .lost(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    }()
+    case .failedToStart?: try {
+      guard case .failedToStart(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttemptOutcome, rhs: WireAttemptOutcome) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttempt: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Attempt"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{1}node\0\u{1}term\0\u{1}gpus\0\u{3}assigned_at\0\u{3}started_at\0\u{3}ended_at\0\u{1}outcome\0\u{3}log_holders\0\u{3}log_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.number) }()
+      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.gpus) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.assignedAt) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self._startedAt) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self._endedAt) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._outcome) }()
+      case 9: try { try decoder.decodeRepeatedFixed64Field(value: &self.logHolders) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.logBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.number != 0 {
+      try visitor.visitSingularUInt32Field(value: self.number, fieldNumber: 1)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 2)
+    }
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 3)
+    }
+    if !self.gpus.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.gpus, fieldNumber: 4)
+    }
+    if self.assignedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.assignedAt, fieldNumber: 5)
+    }
+    try { if let v = self._startedAt {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._endedAt {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._outcome {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.logHolders.isEmpty {
+      try visitor.visitPackedFixed64Field(value: self.logHolders, fieldNumber: 9)
+    }
+    if self.logBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.logBytes, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttempt, rhs: WireAttempt) -> Bool {
+    if lhs.number != rhs.number {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.term != rhs.term {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.assignedAt != rhs.assignedAt {return false}
+    if lhs._startedAt != rhs._startedAt {return false}
+    if lhs._endedAt != rhs._endedAt {return false}
+    if lhs._outcome != rhs._outcome {return false}
+    if lhs.logHolders != rhs.logHolders {return false}
+    if lhs.logBytes != rhs.logBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireResultFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResultFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}size\0\u{1}sha256\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 2)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireResultFile, rhs: WireResultFile) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJobEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}reason\0\u{1}at\0\u{1}index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 3)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJobEvent, rhs: WireJobEvent) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}spec\0\u{1}provenance\0\u{3}submitted_at\0\u{3}submitted_via\0\u{1}state\0\u{1}reason\0\u{1}history\0\u{1}attempts\0\u{1}results\0\u{3}results_bundle\0\u{3}cancel_requested\0\u{3}lost_attempts\0\u{3}failed_attempts\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt64 = 0
+    var _spec: WireJobSpec? = nil
+    var _provenance: WireProvenance? = nil
+    var _submittedAt: Int64 = 0
+    var _submittedVia: UInt64 = 0
+    var _state: String = String()
+    var _reason: String = String()
+    var _history: [WireJobEvent] = []
+    var _attempts: [WireAttempt] = []
+    var _results: [WireResultFile] = []
+    var _resultsBundle: WireBlobRef? = nil
+    var _cancelRequested: Bool = false
+    var _lostAttempts: UInt32 = 0
+    var _failedAttempts: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _spec = source._spec
+      _provenance = source._provenance
+      _submittedAt = source._submittedAt
+      _submittedVia = source._submittedVia
+      _state = source._state
+      _reason = source._reason
+      _history = source._history
+      _attempts = source._attempts
+      _results = source._results
+      _resultsBundle = source._resultsBundle
+      _cancelRequested = source._cancelRequested
+      _lostAttempts = source._lostAttempts
+      _failedAttempts = source._failedAttempts
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._provenance) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._submittedAt) }()
+        case 5: try { try decoder.decodeSingularFixed64Field(value: &_storage._submittedVia) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._history) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._attempts) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._results) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._resultsBundle) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._cancelRequested) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._lostAttempts) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._failedAttempts) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._id, fieldNumber: 1)
+      }
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._provenance {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._submittedAt != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._submittedAt, fieldNumber: 4)
+      }
+      if _storage._submittedVia != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._submittedVia, fieldNumber: 5)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 6)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 7)
+      }
+      if !_storage._history.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._history, fieldNumber: 8)
+      }
+      if !_storage._attempts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._attempts, fieldNumber: 9)
+      }
+      if !_storage._results.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._results, fieldNumber: 10)
+      }
+      try { if let v = _storage._resultsBundle {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if _storage._cancelRequested != false {
+        try visitor.visitSingularBoolField(value: _storage._cancelRequested, fieldNumber: 12)
+      }
+      if _storage._lostAttempts != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._lostAttempts, fieldNumber: 13)
+      }
+      if _storage._failedAttempts != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._failedAttempts, fieldNumber: 14)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJobRecord, rhs: WireJobRecord) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._provenance != rhs_storage._provenance {return false}
+        if _storage._submittedAt != rhs_storage._submittedAt {return false}
+        if _storage._submittedVia != rhs_storage._submittedVia {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._history != rhs_storage._history {return false}
+        if _storage._attempts != rhs_storage._attempts {return false}
+        if _storage._results != rhs_storage._results {return false}
+        if _storage._resultsBundle != rhs_storage._resultsBundle {return false}
+        if _storage._cancelRequested != rhs_storage._cancelRequested {return false}
+        if _storage._lostAttempts != rhs_storage._lostAttempts {return false}
+        if _storage._failedAttempts != rhs_storage._failedAttempts {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSubmitJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubmitJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}provenance\0\u{1}at\0\u{1}via\0")
+
+  fileprivate class _StorageClass {
+    var _spec: WireJobSpec? = nil
+    var _provenance: WireProvenance? = nil
+    var _at: Int64 = 0
+    var _via: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _spec = source._spec
+      _provenance = source._provenance
+      _at = source._at
+      _via = source._via
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._provenance) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._at) }()
+        case 4: try { try decoder.decodeSingularFixed64Field(value: &_storage._via) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._provenance {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._at != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._at, fieldNumber: 3)
+      }
+      if _storage._via != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._via, fieldNumber: 4)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSubmitJob, rhs: WireSubmitJob) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._provenance != rhs_storage._provenance {return false}
+        if _storage._at != rhs_storage._at {return false}
+        if _storage._via != rhs_storage._via {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Assignment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0\u{1}gpus\0\u{1}term\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.gpus) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 3)
+    }
+    if !self.gpus.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.gpus, fieldNumber: 4)
+    }
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 5)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAssignment, rhs: WireAssignment) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.term != rhs.term {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAssignJobs: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AssignJobs"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}assignments\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.assignments) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.assignments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.assignments, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAssignJobs, rhs: WireAssignJobs) -> Bool {
+    if lhs.assignments != rhs.assignments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttemptStarted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 3)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttemptStarted, rhs: WireAttemptStarted) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttemptReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttemptReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0\u{1}outcome\0\u{1}results\0\u{3}results_bundle\0\u{3}log_bytes\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._outcome) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._resultsBundle) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.logBytes) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 3)
+    }
+    try { if let v = self._outcome {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.results.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 5)
+    }
+    try { if let v = self._resultsBundle {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.logBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.logBytes, fieldNumber: 7)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttemptReport, rhs: WireAttemptReport) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs._outcome != rhs._outcome {return false}
+    if lhs.results != rhs.results {return false}
+    if lhs._resultsBundle != rhs._resultsBundle {return false}
+    if lhs.logBytes != rhs.logBytes {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttemptLost: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttemptLost"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}reason\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttemptLost, rhs: WireAttemptLost) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireJobsChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobsChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{1}reason\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobs) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobs.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.jobs, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireJobsChange, rhs: WireJobsChange) -> Bool {
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireAttemptStored: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttemptStored"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireAttemptStored, rhs: WireAttemptStored) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.node != rhs.node {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,308 @@
+extension ClusterState {
+    /// Attempts lost with their node before the job is given up on.
+    public static let maxLostAttempts = 5
+
+    /// What is in use on each node: the current attempts of assigned and running jobs.
+    public struct Usage: Sendable, Equatable {
+        public var slots = 0
+        public var cpus = 0
+        public var memoryMB = 0
+        public var gpus: Set<Int> = []
+        public var jobs: [JobID] = []
+    }
+
+    public func usage() -> [NodeID: Usage] {
+        var u: [NodeID: Usage] = [:]
+        for job in jobs.values where job.state.isActive {
+            guard let a = job.current else { continue }
+            var n = u[a.node, default: Usage()]
+            n.slots += job.spec.resources.slots
+            n.cpus += job.spec.resources.cpus
+            n.memoryMB += job.spec.resources.memoryMB
+            n.gpus.formUnion(a.gpus)
+            n.jobs.append(job.id)
+            u[a.node] = n
+        }
+        return u
+    }
+
+    /// Jobs by id, in order.
+    public var jobList: [Job] { jobs.values.sorted { $0.id < $1.id } }
+
+    /// Why no registered node could ever run `spec`, or nil if some could.
+    public func impossible(_ spec: JobSpec) -> String? {
+        guard !nodes.isEmpty else { return "no node is registered yet" }
+        var closest = ""
+        for n in nodes.values.sorted(by: { $0.id < $1.id }) {
+            if let why = Self.mismatch(spec, n.capacity) { closest = closest.isEmpty ? "\(n.name): \(why)" : closest } else { return nil }
+        }
+        return "no node of the mesh could ever run it (e.g. \(closest))"
+    }
+
+    /// Why a node with `capacity` can never run `spec` (its class, labels or size), or nil.
+    public static func mismatch(_ spec: JobSpec, _ capacity: Capacity) -> String? {
+        if !spec.nodeClass.isEmpty && spec.nodeClass != capacity.nodeClass {
+            return "class '\(capacity.nodeClass)', not '\(spec.nodeClass)'"
+        }
+        for (k, v) in spec.labels.sorted(by: { $0.key < $1.key }) where capacity.labels[k] != v {
+            return "label \(k)=\(capacity.labels[k] ?? "(none)"), not \(v)"
+        }
+        let r = spec.resources
+        if r.slots > capacity.slots { return "\(capacity.slots) slot\(capacity.slots == 1 ? "" : "s"), not \(r.slots)" }
+        if r.gpus > capacity.gpus { return "\(capacity.gpus) GPU\(capacity.gpus == 1 ? "" : "s"), not \(r.gpus)" }
+        if r.cpus > capacity.cpus { return "\(capacity.cpus) CPUs, not \(r.cpus)" }
+        if r.memoryMB > 0 && capacity.memoryMB > 0 && r.memoryMB > capacity.memoryMB {
+            return "\(capacity.memoryMB) MiB of memory, not \(r.memoryMB)"
+        }
+        return nil
+    }
+
+    // MARK: Applying job commands
+
+    mutating func executeJob(_ command: Command, at index: Consensus.Index) -> Outcome {
+        switch command {
+        case .submit(let spec, let provenance, let at, let via):
+            return submit(spec, provenance, at: at, via: via, index: index)
+        case .assign(let assignments):
+            var done: [JobID] = []
+            for a in assignments where assign(a, index: index) { done.append(a.job) }
+            return .done("assigned \(done.count) of \(assignments.count)")
+        case .started(let id, let attempt, let node, let at):
+            guard var job = jobs[id], let current = job.current, current.number == attempt, current.node == node,
+                  job.state.isActive else {
+                return .rejected(staleReport(id, attempt, node))
+            }
+            if job.state == .running { return .done("already running") }
+            job.attempts[job.attempts.count - 1].startedAt = at
+            Self.transition(&job, .running, "attempt \(attempt) started on \(name(node))", at: at, index: index)
+            jobs[id] = job
+            return .done("job \(id) running")
+        case .finished(let r):
+            guard var job = jobs[r.job], let current = job.current, current.number == r.attempt, current.node == r.node,
+                  job.state.isActive else {
+                return .rejected(staleReport(r.job, r.attempt, r.node))
+            }
+            var a = current
+            a.endedAt = r.at
+            a.outcome = r.outcome
+            a.logBytes = r.logBytes
+            if !a.logHolders.contains(r.node) { a.logHolders.append(r.node) }
+            job.attempts[job.attempts.count - 1] = a
+            if r.outcome.succeeded {
+                job.results = r.results
+                job.resultsBundle = r.resultsBundle
+            }
+            end(&job, attempt: r.attempt, outcome: r.outcome, at: r.at, index: index)
+            jobs[r.job] = job
+            settleDependents(of: r.job, at: r.at, index: index)
+            return .done("job \(r.job) \(job.state.rawValue)")
+        case .lost(let id, let attempt, let reason, let at):
+            guard var job = jobs[id], let current = job.current, current.number == attempt, job.state.isActive else {
+                return .rejected("attempt \(attempt) of job \(id) is not on a node")
+            }
+            job.attempts[job.attempts.count - 1].endedAt = at
+            job.attempts[job.attempts.count - 1].outcome = .lost(reason)
+            end(&job, attempt: attempt, outcome: .lost(reason), at: at, index: index)
+            jobs[id] = job
+            settleDependents(of: id, at: at, index: index)
+            return .done("job \(id) \(job.state.rawValue)")
+        case .cancel(let ids, let reason, let at):
+            let (outcome, changed) = update(ids) { job, _ in
+                switch job.state {
+                case .pending, .held, .waiting:
+                    Self.transition(&job, .cancelled, reason.isEmpty ? "cancelled" : "cancelled: \(reason)", at: at, index: index)
+                    return nil
+                case .assigned, .running:
+                    job.cancelRequested = true
+                    job.reason = "cancelling: its node stops it"
+                    return nil
+                case .succeeded, .failed, .cancelled:
+                    return "job \(job.id) has ended (\(job.state.rawValue))"
+                }
+            }
+            for id in changed { settleDependents(of: id, at: at, index: index) }
+            return outcome
+        case .retry(let ids, let at):
+            return update(ids) { job, state in
+                guard job.state == .failed || job.state == .cancelled else { return "job \(job.id) is \(job.state.rawValue), not failed or cancelled" }
+                job.failedAttempts = 0
+                job.lostAttempts = 0
+                job.cancelRequested = false
+                Self.transition(&job, state.blockedState(job) ?? .pending, "retried", at: at, index: index)
+                return nil
+            }.outcome
+        case .hold(let ids, let at):
+            return update(ids) { job, _ in
+                guard job.state == .pending || job.state == .waiting else { return "job \(job.id) is \(job.state.rawValue); only waiting jobs can be held" }
+                Self.transition(&job, .held, "held", at: at, index: index)
+                return nil
+            }.outcome
+        case .release(let ids, let at):
+            return update(ids) { job, state in
+                guard job.state == .held else { return "job \(job.id) is \(job.state.rawValue), not held" }
+                Self.transition(&job, state.blockedState(job) ?? .pending, "released", at: at, index: index)
+                return nil
+            }.outcome
+        case .stored(let id, let attempt, let node):
+            guard var job = jobs[id], let i = job.attempts.firstIndex(where: { $0.number == attempt }) else {
+                return .rejected("no attempt \(attempt) of job \(id)")
+            }
+            if !job.attempts[i].logHolders.contains(node) { job.attempts[i].logHolders.append(node) }
+            if i == job.attempts.count - 1, var bundle = job.resultsBundle, !bundle.holders.contains(node) {
+                bundle.holders.append(node)
+                job.resultsBundle = bundle
+            }
+            jobs[id] = job
+            return .done("stored")
+        default:
+            return .rejected("not a job command")
+        }
+    }
+
+    private mutating func submit(_ spec: JobSpec, _ provenance: Provenance, at: Int64, via: NodeID, index: Consensus.Index) -> Outcome {
+        guard !spec.command.isEmpty, !spec.command[0].isEmpty else { return .rejected("no command to run") }
+        guard spec.resources.slots >= 1 else { return .rejected("a job needs at least one slot") }
+        guard spec.resources.gpus >= 0, spec.resources.cpus >= 0, spec.resources.memoryMB >= 0, spec.retries >= 0 else {
+            return .rejected("resources and retries cannot be negative")
+        }
+        for d in spec.after where jobs[d] == nil { return .rejected("--after \(d): no such job") }
+        if let why = impossible(spec) { return .rejected("cannot run: \(why)") }
+        let id = nextJobID
+        nextJobID += 1
+        var job = Job(
+            id: id, spec: spec, provenance: provenance, submittedAt: at, submittedVia: via, state: .pending, reason: "",
+            history: [], attempts: [], results: [], resultsBundle: nil, cancelRequested: false, lostAttempts: 0, failedAttempts: 0)
+        if spec.held {
+            Self.transition(&job, .held, "submitted held", at: at, index: index)
+        } else if let blocked = blockedState(job) {
+            Self.transition(&job, blocked, blocked == .waiting ? "waiting for \(spec.after.map(String.init).joined(separator: ", "))" : dependencyFailure(job), at: at, index: index)
+        } else {
+            Self.transition(&job, .pending, "submitted", at: at, index: index)
+        }
+        jobs[id] = job
+        return .created([id], "job \(id) \(job.state.rawValue)")
+    }
+
+    private mutating func assign(_ a: Assignment, index: Consensus.Index) -> Bool {
+        guard var job = jobs[a.job], job.state == .pending, a.attempt == job.attempts.count + 1,
+              let node = nodes[a.node], !node.cordoned, Self.mismatch(job.spec, node.capacity) == nil else { return false }
+        // Re-check room: two plans in flight must not overcommit a node.
+        let used = usage()[a.node] ?? Usage()
+        let r = job.spec.resources
+        guard used.slots + r.slots <= node.capacity.slots, a.gpus.count == r.gpus, used.gpus.isDisjoint(with: a.gpus),
+              a.gpus.allSatisfy({ $0 >= 0 && $0 < node.capacity.gpus }) else { return false }
+        job.attempts.append(Attempt(number: a.attempt, node: a.node, term: a.term, gpus: a.gpus, assignedAt: a.at))
+        Self.transition(&job, .assigned, "attempt \(a.attempt) assigned to \(node.name)", at: a.at, index: index)
+        jobs[a.job] = job
+        return true
+    }
+
+    /// Where a job goes when an attempt ends.
+    private mutating func end(_ job: inout Job, attempt: Int, outcome: AttemptOutcome, at: Int64, index: Consensus.Index) {
+        let place = "attempt \(attempt)"
+        if job.cancelRequested {
+            Self.transition(&job, .cancelled, "cancelled (\(place) \(describe(outcome)))", at: at, index: index)
+        } else if outcome.succeeded {
+            Self.transition(&job, .succeeded, "\(place) exited 0", at: at, index: index)
+        } else if outcome.isJobFailure {
+            job.failedAttempts += 1
+            if job.failedAttempts <= job.spec.retries {
+                Self.transition(&job, .pending, "\(place) \(describe(outcome)); retry \(job.failedAttempts) of \(job.spec.retries)", at: at, index: index)
+            } else {
+                Self.transition(&job, .failed, "\(place) \(describe(outcome))", at: at, index: index)
+            }
+        } else {
+            // The machine's fault (or the mesh's), not the job's: run it again, a bounded number of times.
+            job.lostAttempts += 1
+            if job.lostAttempts > Self.maxLostAttempts {
+                Self.transition(&job, .failed, "\(place) \(describe(outcome)); given up after \(job.lostAttempts) attempts lost with their node", at: at, index: index)
+            } else {
+                Self.transition(&job, .pending, "\(place) \(describe(outcome)); requeued", at: at, index: index)
+            }
+        }
+    }
+
+    /// Dependents of a job that ended: waiting ones start (all their dependencies succeeded) or
+    /// fail (one did not).
+    private mutating func settleDependents(of id: JobID, at: Int64, index: Consensus.Index) {
+        guard let done = jobs[id], done.state.isTerminal else { return }
+        for dependent in jobs.values.filter({ $0.state == .waiting && $0.spec.after.contains(id) }).sorted(by: { $0.id < $1.id }) {
+            var job = dependent
+            switch blockedState(job) {
+            case nil: Self.transition(&job, .pending, "dependencies succeeded", at: at, index: index)
+            case .failed?: Self.transition(&job, .failed, dependencyFailure(job), at: at, index: index)
+            default: continue
+            }
+            jobs[job.id] = job
+            settleDependents(of: job.id, at: at, index: index)
+        }
+    }
+
+    /// `.waiting` while a dependency is still to run, `.failed` if one did not succeed, nil if all did.
+    func blockedState(_ job: Job) -> JobState? {
+        var waiting = false
+        for d in job.spec.after {
+            guard let dep = jobs[d] else { return .failed }
+            if dep.state == .failed || dep.state == .cancelled { return .failed }
+            if dep.state != .succeeded { waiting = true }
+        }
+        return waiting ? .waiting : nil
+    }
+
+    private func dependencyFailure(_ job: Job) -> String {
+        let bad = job.spec.after.first { jobs[$0].map { $0.state == .failed || $0.state == .cancelled } ?? true }
+        return "dependency \(bad.map(String.init) ?? "?") \(bad.flatMap { jobs[$0]?.state.rawValue } ?? "is missing")"
+    }
+
+    private static func transition(_ job: inout Job, _ state: JobState, _ reason: String, at: Int64, index: Consensus.Index) {
+        job.state = state
+        job.reason = reason
+        job.history.append(JobEvent(state: state, reason: reason, at: at, index: index))
+    }
+
+    /// Applies `body` to each job (it sees a read-only copy of the state); returns the outcome and
+    /// the ids it changed.
+    private mutating func update(_ ids: [JobID], _ body: (inout Job, ClusterState) -> String?) -> (outcome: Outcome, changed: [JobID]) {
+        var problems: [String] = []
+        var changed: [JobID] = []
+        for id in ids {
+            guard var job = jobs[id] else {
+                problems.append("no job \(id)")
+                continue
+            }
+            let view = self
+            if let problem = body(&job, view) {
+                problems.append(problem)
+            } else {
+                jobs[id] = job
+                changed.append(id)
+            }
+        }
+        if changed.isEmpty && !problems.isEmpty { return (.rejected(problems.joined(separator: "; ")), []) }
+        let message = "\(changed.count) job\(changed.count == 1 ? "" : "s") changed" + (problems.isEmpty ? "" : "; " + problems.joined(separator: "; "))
+        return (.done(message), changed)
+    }
+
+    private func staleReport(_ id: JobID, _ attempt: Int, _ node: NodeID) -> String {
+        guard let job = jobs[id] else { return "no job \(id)" }
+        guard let current = job.current else { return "stale report: job \(id) has no attempt" }
+        if current.number != attempt {
+            return "stale report: attempt \(attempt) of job \(id) is not its current attempt (\(current.number))"
+        }
+        if current.node != node { return "stale report: attempt \(attempt) of job \(id) runs on \(name(current.node)), not \(name(node))" }
+        return "stale report: job \(id) is \(job.state.rawValue)"
+    }
+
+    private func name(_ node: NodeID) -> String { nodes[node]?.name ?? "\(node)" }
+
+    private func describe(_ o: AttemptOutcome) -> String {
+        switch o {
+        case .exited(let c): "exited \(c)"
+        case .signalled(let s): "killed by signal \(s)"
+        case .timedOut: "timed out"
+        case .cancelled: "cancelled"
+        case .lost(let why): "lost (\(why))"
+        case .failedToStart(let why): "failed to start (\(why))"
+        }
+    }
+}
