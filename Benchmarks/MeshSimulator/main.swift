@@ -2,6 +2,7 @@
 //
 //   swift run -c release MeshSimulator raft --seeds 10000 [--from 1]
 //   swift run -c release MeshSimulator raft --seed 29 --trace
+//   swift run -c release MeshSimulator jobs --seeds 1000     (Raft plus jobs, leases and fencing)
 import Glibc
 import MeshCore
 import MeshSimulation
@@ -12,8 +13,8 @@ let args = Array(CommandLine.arguments.dropFirst())
     return UInt64(args[i + 1])
 }
 let mode = args.first ?? "raft"
-guard mode == "raft" else {
-    print("usage: MeshSimulator raft [--seeds N] [--from S] [--seed S --trace]")
+guard mode == "raft" || mode == "jobs" else {
+    print("usage: MeshSimulator raft|jobs [--seeds N] [--from S] [--seed S --trace]")
     exit(64)
 }
 let traced = args.contains("--trace")
@@ -21,13 +22,16 @@ let first = option("--seed") ?? option("--from") ?? 1
 let count = option("--seed") != nil ? 1 : (option("--seeds") ?? 1000)
 
 var failing: [UInt64] = []
-var acknowledged = 0, elections = 0, events = 0
+var acknowledged = 0, elections = 0, events = 0, attempts = 0
+var jobStates: [JobState: Int] = [:]
 let start = ContinuousClock.now
 for seed in first..<(first + count) {
-    let sim = ConsensusSimulation(seed: seed)
+    let sim = ConsensusSimulation(seed: seed, jobs: mode == "jobs" ? .init() : nil)
     if traced { sim.trace = { print($0) } }
     sim.run()
     acknowledged += sim.acknowledged.values.map(\.count).reduce(0, +)
+    attempts += sim.attemptsStarted
+    jobStates.merge(sim.jobCounts, uniquingKeysWith: +)
     elections += sim.elections
     events += sim.events
     if !sim.violations.isEmpty {
@@ -35,5 +39,8 @@ for seed in first..<(first + count) {
         print("seed \(seed) [\(sim.scenario)]: \(sim.violations.prefix(3).joined(separator: "; "))")
     }
 }
-print("raft: \(count) seeds from \(first), \(failing.count) failing \(failing.prefix(20)), \(elections) elections, \(acknowledged) acknowledged writes, \(events) events, \(ContinuousClock.now - start)")
+if mode == "jobs" {
+    print("jobs: \(jobStates.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", ")); \(attempts) attempts started")
+}
+print("\(mode): \(count) seeds from \(first), \(failing.count) failing \(failing.prefix(20)), \(elections) elections, \(acknowledged) acknowledged writes, \(events) events, \(ContinuousClock.now - start)")
 exit(failing.isEmpty ? 0 : 1)

@@ -47,6 +47,8 @@ final class ConsensusShell {
     private let logger: Logger
     private let requestStop: @Sendable () -> Void
     private let origin: ContinuousClock.Instant
+    /// `origin` on the boot clock: Raft's instants are boot-clock times.
+    private let bootOrigin: Instant
     private var timer: TimerID?
     private var failed = false
 
@@ -106,7 +108,8 @@ final class ConsensusShell {
         self.logger = logger
         self.requestStop = requestStop
         origin = loop.now
-        instance = Consensus.Instance(id: id, stored: stored, settings: settings.raft, seed: UInt64.random(in: .min ... .max), now: .zero)
+        bootOrigin = BootClock.now()
+        instance = Consensus.Instance(id: id, stored: stored, settings: settings.raft, seed: UInt64.random(in: .min ... .max), now: bootOrigin)
         var addresses: [NodeID: String] = state.nodes.mapValues(\.address)
         for e in stored.entries {
             if case .command(let r) = e.payload, case .register(let node, _, let address, _) = r.command { addresses[node] = address }
@@ -119,7 +122,7 @@ final class ConsensusShell {
         }
     }
 
-    func now(_ loop: TransportLoop) -> Instant { Instant(nanoseconds: (loop.now - origin).nanosecondsClamped) }
+    func now(_ loop: TransportLoop) -> Instant { bootOrigin + (loop.now - origin) }
 
     func start(loop: TransportLoop) {
         carryOut(instance.start(now: now(loop)), loop: loop)

@@ -48,17 +48,34 @@ public final class ConsensusSimulation {
         var pausedUntil: Instant?
         var backlog: [Event] = []
         var tickGeneration: UInt64 = 0
+        var jobs = NodeJobs()
+    }
+
+    /// Who sent a write: an outside client or a node's worker (its reports).
+    enum Requester: Equatable {
+        case client(Int)
+        case node(Int)
     }
 
     enum Event {
         case tick(node: Int, generation: UInt64)
         case raft(to: Int, Consensus.Packet)
-        case request(to: Int, client: Int, ClusterState.Request)
-        case reply(client: Int, sequence: UInt64, accepted: Bool, leaderHint: NodeID?)
+        case request(to: Int, from: Requester, ClusterState.Request)
+        case reply(Requester, sequence: UInt64, accepted: Bool, leaderHint: NodeID?)
         case clientTimer(client: Int, generation: UInt64)
         case resume(node: Int)
         case leaderDropped(node: Int, leader: NodeID)
         case fault
+        /// A node's job duties (renewing leases; as coordinator, scheduling and loss detection).
+        case jobTimer(node: Int, generation: UInt64)
+        /// A node's worker resends its oldest unanswered report.
+        case reportTimer(node: Int, generation: UInt64)
+        /// An attempt's process ends by itself.
+        case processExit(Worker.Key)
+        /// An attempt's supervisor checks its lease.
+        case supervise(Worker.Key)
+        /// The node's agent learns that an attempt's process ended.
+        case processEnded(node: Int, Worker.Key)
     }
 
     struct Client {
@@ -73,19 +90,29 @@ public final class ConsensusSimulation {
     public let seed: UInt64
     public let scenario: Scenario
     public let settings: Consensus.Settings
+    /// Jobs instead of plain writes (nil: plain writes).
+    public let jobOptions: JobOptions?
     public private(set) var now: Instant = .zero
-    public private(set) var violations: [String] = []
+    public internal(set) var violations: [String] = []
     /// Writes whose client got a positive answer.
     public private(set) var acknowledged: [ClusterState.ClientID: Set<UInt64>] = [:]
     public private(set) var events = 0
     public private(set) var elections = 0
 
     var nodes: [Node] = []
-    private var index: [NodeID: Int] = [:]
-    private var queue = Heap<Instant, Event>()
-    private var rng: SeededRandom
+    var index: [NodeID: Int] = [:]
+    var queue = Heap<Instant, Event>()
+    var rng: SeededRandom
     private var reach = Reachability()
-    private var clients: [Client] = []
+    var clients: [Client] = []
+    /// Every attempt's process, by attempt (they outlive crashed agents, as supervisors do).
+    var processes: [Worker.Key: SimProcess] = [:]
+    /// Jobs whose submit a client saw acknowledged.
+    public internal(set) var acknowledgedJobs: Set<JobID> = []
+    /// Writes of each client by sequence (to learn the job id a submit created).
+    var clientCommands: [String: ClusterState.Command] = [:]
+    /// The job each submit created, by "client/sequence".
+    var createdJobs: [String: JobID] = [:]
     /// Committed entries by index, as first applied anywhere: every later application must match.
     /// `committedIn` is the term of the node that applied it first, i.e. of the leader that
     /// committed it (leaders apply on commit, before any follower hears of it).
@@ -95,16 +122,18 @@ public final class ConsensusSimulation {
     private var leaders: [Consensus.Term: NodeID] = [:]
     /// Requests (client, sequence) whose first application changed the state, and where.
     private var freshApplications: [String: Consensus.Index] = [:]
-    private var faultsOn = true
+    var faultsOn = true
     private var eventsAtNow = 0
     /// Receives a line for each notable event (role changes, applies, snapshots, faults), for
     /// following a failing seed.
     public var trace: ((String) -> Void)?
 
-    public init(seed: UInt64, scenario: Scenario? = nil, settings: Consensus.Settings = Consensus.Settings().scaled(5), clients: Int = 3) {
+    public init(seed: UInt64, scenario: Scenario? = nil, settings: Consensus.Settings = Consensus.Settings().scaled(5), clients: Int = 3,
+                jobs: JobOptions? = nil) {
         self.seed = seed
         self.scenario = scenario ?? .random(seed: seed)
         self.settings = settings
+        jobOptions = jobs
         rng = SeededRandom(seed: seed)
         var ids: [NodeID] = []
         for _ in 0..<self.scenario.nodes {
@@ -113,7 +142,16 @@ public final class ConsensusSimulation {
             ids.append(id)
         }
         let config = Consensus.Configuration(voters: Set(ids))
-        let bootstrap = Consensus.Stored(hardState: .init(term: 1), entries: [.init(index: 1, term: 1, payload: .configuration(config))])
+        var entries: [Consensus.Entry] = [.init(index: 1, term: 1, payload: .configuration(config))]
+        if let jobs {
+            // Every node registered from the start, with room for a few jobs.
+            for (i, id) in ids.enumerated() {
+                let r = ClusterState.Request(client: .init(1), sequence: UInt64(i + 1), command: .register(
+                    id, name: "n\(i)", address: "sim:\(i)", capacity: .init(slots: jobs.slotsPerNode, cpus: jobs.slotsPerNode)))
+                entries.append(.init(index: Consensus.Index(i + 2), term: 1, payload: .command(r)))
+            }
+        }
+        let bootstrap = Consensus.Stored(hardState: .init(term: 1), entries: entries)
         for (i, id) in ids.enumerated() {
             nodes.append(Node(id: id, disk: bootstrap))
             index[id] = i
@@ -137,7 +175,10 @@ public final class ConsensusSimulation {
         let deadline = now + liveness
         while now < deadline {
             run(until: Swift.min(deadline, now + .milliseconds(100)))
-            if settled { return true }
+            if settled {
+                if jobOptions != nil { finalJobChecks() }
+                return violations.isEmpty
+            }
         }
         violations.append("no progress: \(livenessReport)")
         return false
@@ -156,12 +197,13 @@ public final class ConsensusSimulation {
         guard nodes.contains(where: { $0.instance?.role == .leader }) else { return false }
         guard clients.allSatisfy({ $0.pending == nil }) else { return false }
         let lastAck = freshApplications.values.max() ?? 0
-        return nodes.allSatisfy { $0.appliedThrough >= lastAck }
+        guard nodes.allSatisfy({ $0.appliedThrough >= lastAck }) else { return false }
+        return jobOptions == nil || jobsSettled
     }
 
     var livenessReport: String {
         let roles = nodes.map { n in n.instance.map { "\($0.role.rawValue)@\($0.term) commit \($0.commitIndex)" } ?? "down" }
-        return "roles \(roles), pending clients \(clients.filter { $0.pending != nil }.count)"
+        return "roles \(roles), pending clients \(clients.filter { $0.pending != nil }.count)" + (jobOptions == nil ? "" : "; " + jobsReport)
     }
 
     private func step() {
@@ -180,16 +222,32 @@ public final class ConsensusSimulation {
             guard nodes[i].tickGeneration == g, nodes[i].instance != nil else { break }
             if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
             carryOut(i, nodes[i].instance!.onTick(now: now))
+        case .jobTimer(let i, let g), .reportTimer(let i, let g):
+            guard nodes[i].jobs.generation == g, nodes[i].instance != nil else { break }
+            if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
+            if case .jobTimer = event { jobTimer(i) } else { reportTimer(i) }
+        case .processExit(let key):
+            processExit(key)
+        case .supervise(let key):
+            supervise(key)
+        case .processEnded(let i, let key):
+            guard nodes[i].instance != nil else { break }
+            if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
+            processEnded(i, key)
         case .raft(let i, let p):
             guard nodes[i].instance != nil else { break }
             if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
             carryOut(i, nodes[i].instance!.onPacket(p, now: now))
-        case .request(let i, let c, let r):
+        case .request(let i, let from, let r):
             guard nodes[i].instance != nil else { break }
             if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
-            handleRequest(i, client: c, r)
-        case .reply(let c, let seq, let accepted, let hint):
+            handleRequest(i, from: from, r)
+        case .reply(.client(let c), let seq, let accepted, let hint):
             handleReply(c, seq, accepted, hint)
+        case .reply(.node(let i), let seq, let accepted, let hint):
+            guard nodes[i].instance != nil else { break }
+            if nodes[i].pausedUntil != nil { nodes[i].backlog.append(event); break }
+            reportReply(i, seq, accepted, hint)
         case .clientTimer(let c, let g):
             if g == clients[c].generation { clientTimer(c) }
         case .resume(let i):
@@ -219,10 +277,11 @@ public final class ConsensusSimulation {
         trace?("\(now) boot n\(i) term \(nodes[i].disk.hardState.term) snapshot \(nodes[i].disk.snapshot?.index ?? 0) entries \(nodes[i].disk.entries.map { "\($0.index):\($0.term)" }.suffix(6))")
         let d = inst.start(now: now)
         nodes[i].instance = inst
+        if jobOptions != nil { bootJobs(i) }
         carryOut(i, d)
     }
 
-    private func carryOut(_ i: Int, _ directives: [Consensus.Directive]) {
+    func carryOut(_ i: Int, _ directives: [Consensus.Directive]) {
         let id = nodes[i].id
         for d in directives {
             switch d {
@@ -243,6 +302,7 @@ public final class ConsensusSimulation {
                 for e in entries { apply(e, on: i) }
                 maybeCompact(i)
                 checkWatches()
+                if jobOptions != nil { syncWorker(i) }
             case .restore(let s):
                 guard let st = snapshots[s.index] else {
                     violations.append("\(id) got a snapshot at \(s.index) that no node took")
@@ -254,6 +314,7 @@ public final class ConsensusSimulation {
                 scheduleTick(i, at: at)
             case .roleChanged(let role, let term, let leader):
                 trace?("\(now) n\(i) \(role.rawValue) term \(term) leader \(leader.flatMap { index[$0] }.map { "n\($0)" } ?? "-") last \(nodes[i].instance?.lastIndex ?? 0) commit \(nodes[i].instance?.commitIndex ?? 0)")
+                if role == .leader { nodes[i].jobs.managerInFlight = 0 }
                 if role == .leader {
                     elections += 1
                     if let other = leaders[term], other != id {
@@ -283,13 +344,16 @@ public final class ConsensusSimulation {
         switch e.payload {
         case .command(let r):
             let before = nodes[i].state.sessions[r.client]?.lastSequence ?? 0
-            _ = nodes[i].state.apply(r, at: e.index)
+            let job: JobsBefore? = jobOptions == nil ? nil : jobsBefore(r.command, on: i)
+            let outcome = nodes[i].state.apply(r, at: e.index)
+            if let job, r.sequence > before { checkJobCommand(r.command, outcome: outcome, before: job, on: i) }
             if r.sequence > before {
                 let key = "\(r.client.rawValue)/\(r.sequence)"
                 if let first = freshApplications[key], first != e.index {
                     violations.append("request \(key) took effect twice: at \(first) and \(e.index)")
                 } else {
                     freshApplications[key] = e.index
+                    if case .created(let ids, _) = outcome, let id = ids.first { createdJobs[key] = id }
                 }
             }
         case .noop, .configuration:
@@ -336,7 +400,7 @@ public final class ConsensusSimulation {
         deliver(.raft(to: to, p), from: i, to: to)
     }
 
-    private func deliver(_ event: Event, from: Int?, to: Int?) {
+    func deliver(_ event: Event, from: Int?, to: Int?) {
         if let from, let to, !reach.canSend(from, to) { return }
         if rng.chance(scenario.faults.loss) { return }
         queue.push(now + delay(), event)
@@ -355,9 +419,11 @@ public final class ConsensusSimulation {
             // Once the faults are over, clients finish what they started and stop.
             guard faultsOn else { return }
             clients[c].sequence += 1
-            clients[c].pending = ClusterState.Request(
-                client: clients[c].id, sequence: clients[c].sequence,
-                command: .setSetting(key: "c\(c)", value: "\(clients[c].sequence)"))
+            let command: ClusterState.Command = jobOptions == nil
+                ? .setSetting(key: "c\(c)", value: "\(clients[c].sequence)")
+                : jobCommand(client: c)
+            clients[c].pending = ClusterState.Request(client: clients[c].id, sequence: clients[c].sequence, command: command)
+            clientCommands["\(clients[c].id.rawValue)/\(clients[c].sequence)"] = command
         } else {
             // No answer in time: try another node with the same (client, sequence).
             clients[c].target = Int(rng.next() % UInt64(nodes.count))
@@ -369,30 +435,31 @@ public final class ConsensusSimulation {
         guard let r = clients[c].pending else { return }
         clients[c].sentAt = now
         clients[c].generation += 1
-        deliver(.request(to: clients[c].target, client: c, r), from: nil, to: nil)
+        deliver(.request(to: clients[c].target, from: .client(c), r), from: nil, to: nil)
         queue.push(now + .milliseconds(300), .clientTimer(client: c, generation: clients[c].generation))
     }
 
     /// A node answers a client when it (as leader) applies the request, or at once if it is not
     /// the leader.
-    private func handleRequest(_ i: Int, client c: Int, _ r: ClusterState.Request) {
+    func handleRequest(_ i: Int, from: Requester, _ r: ClusterState.Request) {
         guard var inst = nodes[i].instance else { return }
+        let replyFrom: Int? = if case .node(let n) = from { n } else { nil }
         switch inst.propose(r, now: now) {
         case .success(let (idx, d)):
             nodes[i].instance = inst
             carryOut(i, d)
-            watch(i, index: idx, client: c, sequence: r.sequence)
+            watch(i, index: idx, from: from, client: r.client, sequence: r.sequence)
         case .failure(let e):
             var hint: NodeID?
             if case .notLeader(let l) = e { hint = l }
-            deliver(.reply(client: c, sequence: r.sequence, accepted: false, leaderHint: hint), from: nil, to: nil)
+            deliver(.reply(from, sequence: r.sequence, accepted: false, leaderHint: hint), from: i, to: replyFrom)
         }
     }
 
-    private var watches: [(node: Int, index: Consensus.Index, term: Consensus.Term, client: Int, sequence: UInt64)] = []
+    private var watches: [(node: Int, index: Consensus.Index, term: Consensus.Term, from: Requester, client: ClusterState.ClientID, sequence: UInt64)] = []
 
-    private func watch(_ i: Int, index: Consensus.Index, client: Int, sequence: UInt64) {
-        watches.append((i, index, nodes[i].instance!.term, client, sequence))
+    private func watch(_ i: Int, index: Consensus.Index, from: Requester, client: ClusterState.ClientID, sequence: UInt64) {
+        watches.append((i, index, nodes[i].instance!.term, from, client, sequence))
         checkWatches()
     }
 
@@ -402,9 +469,10 @@ public final class ConsensusSimulation {
             guard let inst = nodes[w.node].instance else { return true }
             guard inst.term == w.term, inst.role == .leader else { return true }
             guard nodes[w.node].appliedThrough >= w.index else { return false }
-            if let e = committed[w.index], case .command(let r) = e.payload, r.client == clients[w.client].id,
+            if let e = committed[w.index], case .command(let r) = e.payload, r.client == w.client,
                r.sequence == w.sequence, e.term == w.term {
-                deliver(.reply(client: w.client, sequence: w.sequence, accepted: true, leaderHint: nil), from: nil, to: nil)
+                let to: Int? = if case .node(let n) = w.from { n } else { nil }
+                deliver(.reply(w.from, sequence: w.sequence, accepted: true, leaderHint: nil), from: w.node, to: to)
             }
             return true
         }
@@ -414,9 +482,11 @@ public final class ConsensusSimulation {
         guard let p = clients[c].pending, p.sequence == seq else { return }
         if accepted {
             acknowledged[clients[c].id, default: []].insert(seq)
-            if freshApplications["\(clients[c].id.rawValue)/\(seq)"] == nil {
+            let key = "\(clients[c].id.rawValue)/\(seq)"
+            if freshApplications[key] == nil {
                 violations.append("write \(clients[c].id)/\(seq) acknowledged but never took effect")
             }
+            if let job = createdJobs[key] { acknowledgedJobs.insert(job) }
             clients[c].pending = nil
             clients[c].generation += 1
             queue.push(now + .milliseconds(Int64(5 + rng.next() % 40)), .clientTimer(client: c, generation: clients[c].generation))
@@ -428,7 +498,7 @@ public final class ConsensusSimulation {
 
     // MARK: Faults
 
-    private func injectFault() {
+    func injectFault() {
         let n = nodes.count
         let victim = Int(rng.next() % UInt64(n))
         switch rng.next() % 10 {
@@ -439,6 +509,7 @@ public final class ConsensusSimulation {
                 let dead = nodes[victim].id
                 nodes[victim].instance = nil
                 nodes[victim].tickGeneration += 1
+                crashJobs(victim)
                 // The kernel closes a dead process's sockets: followers connected to it as their
                 // leader see the drop at once (if the network between them is up).
                 for i in nodes.indices where i != victim && nodes[i].instance?.leader == dead && reach.canSend(victim, i) {
@@ -474,7 +545,7 @@ public final class ConsensusSimulation {
         checkWatches()
     }
 
-    private func healAll() {
+    func healAll() {
         faultsOn = false
         reach = Reachability()
         for i in nodes.indices {

@@ -12,6 +12,8 @@ extension Wire {
         w.from = p.from.rawValue
         w.to = p.to.rawValue
         w.term = p.term
+        w.clock = p.clock.nanoseconds
+        w.echo = p.echo.nanoseconds
         switch p.message {
         case .preVote(let li, let lt): w.message = .preVote(.with { $0.lastIndex = li; $0.lastTerm = lt })
         case .preVoteResponse(let g): w.message = .preVoteResponse(.with { $0.granted = g })
@@ -159,7 +161,8 @@ extension Wire {
         case .timeoutNow?: m = .timeoutNow
         case nil: throw .malformed("raft packet without a message")
         }
-        return Consensus.Packet(from: NodeID(w.from), to: NodeID(w.to), term: w.term, message: m)
+        return Consensus.Packet(from: NodeID(w.from), to: NodeID(w.to), term: w.term, message: m,
+                                clock: Instant(nanoseconds: w.clock), echo: Instant(nanoseconds: w.echo))
     }
 
     public static func entry(_ w: WireLogEntry) throws(WireError) -> Consensus.Entry {

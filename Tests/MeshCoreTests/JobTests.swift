@@ -284,4 +284,24 @@ struct JobControlTests {
             #expect(w.sync(with: s.state).contains(.stop(k2, .superseded)))
         }
     }
+
+    @Test("an attempt cancelled before its node saw it is reported ended, not left assigned")
+    func cancelledBeforeStart() throws {
+        var s = JobStory()
+        let id = try s.submitted(JobSpec(command: ["x"]))
+        s.schedule()
+        let node = s.job(id).current!.node
+        _ = s.apply(.cancel([id], reason: "changed my mind", at: 0))
+        var w = Worker(node: node)
+        let d = w.sync(with: s.state, at: 5)
+        #expect(!d.contains { if case .start = $0 { true } else { false } })
+        guard case .report(_, .finished(let r))? = d.first else {
+            Issue.record("no report: \(d)")
+            return
+        }
+        #expect(r.outcome == .cancelled && r.attempt == 1 && r.at == 5)
+        _ = s.apply(.finished(r))
+        #expect(s.job(id).state == .cancelled)
+        #expect(w.sync(with: s.state).isEmpty)
+    }
 }

@@ -41,8 +41,20 @@ extension Consensus {
         public private(set) var configuration: Configuration
         /// The most recent snapshot, which a lagging follower is sent.
         public private(set) var snapshot: Snapshot?
-        /// As leader: when each member last answered. (Workers' leases are judged from it.)
+        /// As leader: when each member's answer last arrived (whenever it was sent). A node's
+        /// attempts are declared lost only when this is older than their lease plus a grace.
         public private(set) var lastContact: [NodeID: Instant] = [:]
+        /// As leader or candidate: for each member, the latest of our clocks it has echoed in this
+        /// term, i.e. it was in our term at or after that time. A leader whose quorum has not
+        /// confirmed it within the election timeout steps down.
+        private var confirmed: [NodeID: Instant] = [:]
+        /// The latest `clock` received from each peer, echoed back to it.
+        private var heardClock: [NodeID: Instant] = [:]
+        /// The lease anchor: a time (on our clock) at or after which a coordinator knew of us (a
+        /// follower: the leader echoed a packet we sent then; a leader: its quorum confirmed it).
+        /// A worker's jobs may run until this plus their lease; the coordinator declares them lost
+        /// only after it last heard from the node plus lease plus grace, which is later.
+        public private(set) var leaseAnchor: Instant?
         /// As leader: since when.
         public private(set) var leaderSince: Instant?
 
@@ -70,7 +82,6 @@ extension Consensus {
             var match: Index = 0
             var next: Index
             var mode: Mode = .probe
-            var recentActive = true
             /// When a snapshot went out; it is sent again only if no answer came for a while.
             var snapshotSentAt: Instant?
         }
@@ -103,6 +114,11 @@ extension Consensus {
         public var lastIndex: Index { log.lastIndex }
         public var lastTerm: Term { log.lastTerm }
         public var isTransferring: Bool { transfer != nil }
+        /// We have applied an entry of the current term: our state holds everything committed
+        /// before this term began (Raft's leader completeness), so it is no older than what the
+        /// current leader knows. A worker acts on the state only from then on (after a restart,
+        /// replaying an old log must not start attempts that were long given up on).
+        public var hasAppliedCurrentTerm: Bool { appliedIndex > 0 && log.term(at: appliedIndex) == term }
 
         /// How far each member's log matches the leader's (leader only).
         public var matchIndexes: [NodeID: Index] { progress.mapValues(\.match) }
@@ -126,6 +142,15 @@ extension Consensus {
             if let t = scheduledTick, t <= now { scheduledTick = nil }
             if role == .leader {
                 lastLeaderContact = now
+                // Check quorum: lead only while a quorum has confirmed us within the election
+                // timeout (by echoes, so a leader that was paused or cut off cannot count on
+                // answers that were sent long ago).
+                let confirmedAt = quorumConfirmed(now)
+                if settings.checkQuorum, now - confirmedAt > settings.electionTimeoutMin {
+                    becomeFollower(term, leader: nil, now)
+                    return finish(now)
+                }
+                anchorLease(at: confirmedAt)
                 if now >= nextHeartbeat {
                     heartbeats += 1
                     for peer in progress.keys.sorted() where configuration.voters.contains(peer) || heartbeats % settings.learnerHeartbeatEvery == 0 {
@@ -133,15 +158,7 @@ extension Consensus {
                     }
                     nextHeartbeat = now + settings.heartbeatInterval
                 }
-                if settings.checkQuorum, now >= checkQuorumAt {
-                    let active = configuration.voters.filter { $0 == id || progress[$0]?.recentActive == true }.count
-                    if active < configuration.quorum {
-                        becomeFollower(term, leader: nil, now)
-                    } else {
-                        for p in progress.keys { progress[p]!.recentActive = false }
-                        checkQuorumAt = now + settings.electionTimeoutMin
-                    }
-                }
+                checkQuorumAt = now + settings.heartbeatInterval
                 if let t = transfer, now >= t.deadline { transfer = nil }
             } else if isVoter, now >= electionDeadline {
                 campaign(now, transfer: false)
@@ -151,6 +168,8 @@ extension Consensus {
 
         public mutating func onPacket(_ p: Packet, now: Instant) -> [Directive] {
             guard p.to == id, p.from != id else { return finish(now) }
+            if p.clock > heardClock[p.from] ?? .zero { heardClock[p.from] = p.clock }
+            if role == .leader { lastContact[p.from] = now }
             if p.term > term {
                 switch p.message {
                 case .preVote, .vote:
@@ -188,6 +207,9 @@ extension Consensus {
                 return finish(now)
             }
 
+            if p.term == term, p.echo > .zero {
+                if role == .leader || role == .candidate, p.echo > confirmed[p.from] ?? .zero { confirmed[p.from] = p.echo }
+            }
             switch p.message {
             case .preVote(let li, let lt), .vote(let li, let lt, _):
                 let isPreVote: Bool = if case .preVote = p.message { true } else { false }
@@ -210,19 +232,16 @@ extension Consensus {
                 if role == .candidate { tally(p.from, granted, now) }
             case .append(let prevIndex, let prevTerm, let entries, let commit):
                 heardFromLeader(p.from, now)
+                anchorLease(at: p.echo)
                 handleAppend(from: p.from, prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: commit)
             case .snapshot(let s):
                 heardFromLeader(p.from, now)
+                anchorLease(at: p.echo)
                 handleSnapshot(from: p.from, s)
             case .appendResponse(let r):
-                if role == .leader {
-                    lastContact[p.from] = now
-                    handleAppendResponse(from: p.from, r, now)
-                }
+                if role == .leader { handleAppendResponse(from: p.from, r, now) }
             case .snapshotResponse(let match):
-                if role == .leader { lastContact[p.from] = now }
                 if role == .leader, var pr = progress[p.from] {
-                    pr.recentActive = true
                     pr.match = Swift.max(pr.match, match)
                     pr.next = pr.match + 1
                     pr.mode = .probe
@@ -324,6 +343,7 @@ extension Consensus {
             votedFor = id
             role = .candidate
             leader = nil
+            confirmed = [:]
             votes = [id: true]
             persistHardState()
             resetElectionTimer(now)
@@ -512,7 +532,6 @@ extension Consensus {
 
         private mutating func handleAppendResponse(from: NodeID, _ r: AppendResult, _ now: Instant) {
             guard var pr = progress[from] else { return }
-            pr.recentActive = true
             if r.success {
                 if r.index > pr.match {
                     pr.match = Swift.min(r.index, log.lastIndex)
@@ -548,6 +567,17 @@ extension Consensus {
 
         // MARK: Helpers
 
+        /// The latest time a quorum of voters (us included, at `now`) has confirmed us.
+        private func quorumConfirmed(_ now: Instant) -> Instant {
+            let times = configuration.voters.map { $0 == id ? now : (confirmed[$0] ?? .zero) }.sorted(by: >)
+            guard configuration.quorum >= 1, times.count >= configuration.quorum else { return .zero }
+            return times[configuration.quorum - 1]
+        }
+
+        private mutating func anchorLease(at t: Instant) {
+            if t > .zero, t > leaseAnchor ?? .zero { leaseAnchor = t }
+        }
+
         private mutating func send(to: NodeID, _ message: Message) {
             out.append(.send(Packet(from: id, to: to, term: term, message: message)))
         }
@@ -572,6 +602,14 @@ extension Consensus {
             if scheduledTick != next {
                 scheduledTick = next
                 out.append(.scheduleTick(at: next))
+            }
+            // Stamp what goes out: our clock, and the latest clock we have from the receiver.
+            for i in out.indices {
+                if case .send(var p) = out[i] {
+                    p.clock = now
+                    p.echo = heardClock[p.to] ?? .zero
+                    out[i] = .send(p)
+                }
             }
             defer { out.removeAll(keepingCapacity: true) }
             return out

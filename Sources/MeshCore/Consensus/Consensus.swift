@@ -131,12 +131,20 @@ extension Consensus {
         public var to: NodeID
         public var term: Term
         public var message: Message
+        /// The sender's clock when it sent this (set by the instance; opaque to the receiver).
+        public var clock: Instant
+        /// The latest `clock` the sender has received from the receiver (zero: none). It proves a
+        /// round trip: the receiver's packet sent at `echo` arrived, and the sender answered. The
+        /// leader judges its quorum by it, and a worker its lease (DESIGN.md §6).
+        public var echo: Instant
 
-        public init(from: NodeID, to: NodeID, term: Term, message: Message) {
+        public init(from: NodeID, to: NodeID, term: Term, message: Message, clock: Instant = .zero, echo: Instant = .zero) {
             self.from = from
             self.to = to
             self.term = term
             self.message = message
+            self.clock = clock
+            self.echo = echo
         }
     }
 

@@ -45,12 +45,17 @@ public struct Worker: Sendable {
 
     /// After the state changed (entries applied): start what is ours and new, stop what is ours
     /// and no longer wanted.
-    public mutating func sync(with state: ClusterState) -> [Directive] {
+    public mutating func sync(with state: ClusterState, at now: Int64 = 0) -> [Directive] {
         var out: [Directive] = []
         for job in state.jobList where job.state.isActive {
             guard let a = job.current, a.node == node else { continue }
             let key = Key(job: job.id, attempt: a.number)
-            if attempts[key] == nil, !finished.contains(key), !job.cancelRequested {
+            guard attempts[key] == nil, !finished.contains(key) else { continue }
+            if job.cancelRequested {
+                // Cancelled before it started here: nothing to stop, but the log must hear it ended.
+                attempts[key] = .starting
+                out += ended(key, outcome: .cancelled, at: now)
+            } else {
                 attempts[key] = .starting
                 out.append(.start(key, job.spec, job.provenance, gpus: a.gpus))
             }

@@ -1431,6 +1431,12 @@ public nonisolated struct WireRaftPacket: Sendable {
 
   public var term: UInt64 = 0
 
+  /// The sender's clock (nanoseconds, CLOCK_BOOTTIME) when it sent this, and the latest such
+  /// clock it has received from the receiver: a proven round trip, for quorum and job leases.
+  public var clock: Int64 = 0
+
+  public var echo: Int64 = 0
+
   public var message: WireRaftPacket.OneOf_Message? = nil
 
   public var preVote: WireRaftVoteRequest {
@@ -4647,7 +4653,7 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WireRaftPacket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftPacket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}term\0\u{4}\u{7}pre_vote\0\u{3}pre_vote_response\0\u{1}vote\0\u{3}vote_response\0\u{1}append\0\u{3}append_response\0\u{1}snapshot\0\u{3}snapshot_response\0\u{3}timeout_now\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}term\0\u{1}clock\0\u{1}echo\0\u{4}\u{5}pre_vote\0\u{3}pre_vote_response\0\u{1}vote\0\u{3}vote_response\0\u{1}append\0\u{3}append_response\0\u{1}snapshot\0\u{3}snapshot_response\0\u{3}timeout_now\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4658,6 +4664,8 @@ nonisolated extension WireRaftPacket: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 1: try { try decoder.decodeSingularFixed64Field(value: &self.from) }()
       case 2: try { try decoder.decodeSingularFixed64Field(value: &self.to) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.clock) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.echo) }()
       case 10: try {
         var v: WireRaftVoteRequest?
         var hadOneofValue = false
@@ -4789,6 +4797,12 @@ nonisolated extension WireRaftPacket: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.term != 0 {
       try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 3)
     }
+    if self.clock != 0 {
+      try visitor.visitSingularInt64Field(value: self.clock, fieldNumber: 4)
+    }
+    if self.echo != 0 {
+      try visitor.visitSingularInt64Field(value: self.echo, fieldNumber: 5)
+    }
     switch self.message {
     case .preVote?: try {
       guard case .preVote(let v)? = self.message else { preconditionFailure() }
@@ -4835,6 +4849,8 @@ nonisolated extension WireRaftPacket: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.from != rhs.from {return false}
     if lhs.to != rhs.to {return false}
     if lhs.term != rhs.term {return false}
+    if lhs.clock != rhs.clock {return false}
+    if lhs.echo != rhs.echo {return false}
     if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
