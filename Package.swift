@@ -43,6 +43,7 @@ let package = Package(
                 "MeshTransport",
                 "MeshWire",
                 "CMeshSystem",
+                "CSodium",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]

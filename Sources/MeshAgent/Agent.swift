@@ -25,6 +25,7 @@ public struct AgentConfiguration: Sendable {
     public var transport: TransportSettings
     public var membership: Membership.Settings
     public var coordinator: CoordinatorSettings
+    public var jobs: JobSettings
 
     public init(
         name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
@@ -32,7 +33,7 @@ public struct AgentConfiguration: Sendable {
         advertise: AgentAddress? = nil, seeds: [AgentAddress] = [], nodeClass: String = "",
         labels: [String: String] = [:], slots: Int = 1, gpus: Int? = nil,
         transport: TransportSettings = .init(), membership: Membership.Settings = .init(),
-        coordinator: CoordinatorSettings = .init()
+        coordinator: CoordinatorSettings = .init(), jobs: JobSettings = .init()
     ) {
         self.name = name
         self.dataDirectory = dataDirectory
@@ -46,6 +47,7 @@ public struct AgentConfiguration: Sendable {
         self.transport = transport
         self.membership = membership
         self.coordinator = coordinator
+        self.jobs = jobs
     }
 
     public static var defaultName: String {
@@ -159,15 +161,22 @@ public final class Agent: Sendable {
                     id: id, store: store, settings: coordinatorSettings, membership: shell, node: node, logger: logger,
                     requestStop: { stop.set(true) }, loop: loop)
                 handler.consensus = consensus
+                let jobs = try JobsShell(
+                    id: id, name: configuration.name, consensus: consensus, membership: shell, directory: dir,
+                    settings: configuration.jobs, logger: logger, post: { [weak transport] work in transport?.execute(work) })
+                handler.jobs = jobs
+                consensus.onApplied = { [weak jobs] loop in jobs?.applied(loop: loop) }
                 shell.onMemberChange = { [unowned loop, weak consensus] m, _ in consensus?.memberChanged(m, loop: loop) }
                 shell.onConnectionLost = { [unowned loop, weak consensus] address in consensus?.connectionLost(to: address, loop: loop) }
                 shell.start(seeds: seeds + consensus.knownAddresses.filter { !seeds.contains($0) }, loop: loop)
                 consensus.start(loop: loop)
+                jobs.start(loop: loop)
             }
             try dir.writeAtomically(dir.endpointFile, boundAddress.endpoint + "\n")
         } catch {
             transport.shutdown()
             if let e = error as? StoreError { throw .store(e) }
+            if let e = error as? ArchiveError { throw .transport(TransportError("jobs", detail: e.description)) }
             throw error as? AgentError ?? .transport(TransportError("start", detail: "\(error)"))
         }
         logger.info("agent listening", metadata: [

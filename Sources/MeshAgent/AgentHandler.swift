@@ -12,6 +12,7 @@ final class AgentHandler: TransportHandler {
     /// Set once the agent has bound its address (the membership metadata needs it).
     var membership: MembershipShell?
     var consensus: ConsensusShell?
+    var jobs: JobsShell?
     private var limiter = LogLimiter()
     private var nextRequestID: UInt64 = 1
     private var peerPings: [UInt64: PeerPing] = [:]
@@ -60,7 +61,7 @@ final class AgentHandler: TransportHandler {
             startPeerPing(request, client: route, requestID: envelope.requestID, loop: loop)
         case .statusRequest(let r):
             if let consensus {
-                consensus.status(local: r.local, path: .route(route), requestID: envelope.requestID, loop: loop)
+                consensus.status(local: r.local, jobs: r.jobs, ids: r.jobIds, path: .route(route), requestID: envelope.requestID, loop: loop)
             } else if let membership {
                 send(Wire.envelope(.statusReply(membership.status(node: node.value, loop: loop)), requestID: envelope.requestID), to: route, loop: loop)
             } else {
@@ -74,11 +75,27 @@ final class AgentHandler: TransportHandler {
                 return
             }
             do {
-                consensus.write(try Wire.request(w.request), path: .route(route), requestID: envelope.requestID, forwarded: false, loop: loop)
+                var request = try Wire.request(w.request)
+                // A submission names the agent that took it (results are copied back to it).
+                if case .submit(let spec, let provenance, let at, let via) = request.command, via.rawValue == 0 {
+                    request.command = .submit(spec, provenance, at: at == 0 ? unixMillis() : at, via: consensus.instance.id)
+                }
+                consensus.write(request, path: .route(route), requestID: envelope.requestID, forwarded: false, loop: loop)
             } catch {
                 send(Wire.error(.badRequest, "\(error)", requestID: envelope.requestID), to: route, loop: loop)
             }
-        case .gossip, .raft, .forwardedWrite, .forwardedStatus, .writeReply, .statusReply, .error:
+        case .blobPut(let p):
+            guard let jobs else { return send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop) }
+            jobs.put(p, path: .route(route), requestID: envelope.requestID, loop: loop)
+        case .blobGet(let g):
+            guard let jobs else { return send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop) }
+            jobs.get(g, path: .route(route), requestID: envelope.requestID, loop: loop)
+        case .logRequest(var r):
+            guard let jobs else { return send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop) }
+            // Only agents pass a request on; a client's is answered in full.
+            if message.userID == KeyRole.client.rawValue { r.forwarded = false }
+            jobs.log(r, path: .route(route), requestID: envelope.requestID, loop: loop)
+        case .gossip, .raft, .forwardedWrite, .forwardedStatus, .writeReply, .statusReply, .error, .blobStored, .blobChunk, .logChunk:
             // Agent-to-agent traffic, arriving on the connection the other agent opened to us.
             guard message.userID != KeyRole.client.rawValue else {
                 send(Wire.error(.badRequest, "that message is for agents (peer key), not clients", requestID: envelope.requestID), to: route, loop: loop)
@@ -99,10 +116,12 @@ final class AgentHandler: TransportHandler {
     private func fromPeer(_ envelope: WireEnvelope, path: ReplyPath, who: String, loop: TransportLoop) {
         switch envelope.body {
         case .gossip(let w):
-            let source: InboundMessage.Source = switch path {
+            let source: InboundMessage.Source? = switch path {
             case .route(let r): .listener(r)
             case .dealer(let p): .peer(p)
+            case .local: nil
             }
+            guard let source else { return }
             receiveGossip(w, via: source, who: who, loop: loop)
         case .raft(let w):
             do {
@@ -117,9 +136,23 @@ final class AgentHandler: TransportHandler {
             } catch {
                 path.send(Wire.error(.badRequest, "\(error)", requestID: envelope.requestID), loop: loop)
             }
-        case .forwardedStatus:
-            if let consensus { path.send(Wire.envelope(.statusReply(consensus.statusReply(loop: loop)), requestID: envelope.requestID), loop: loop) }
+        case .forwardedStatus(let f):
+            if let consensus { path.send(Wire.envelope(.statusReply(consensus.statusReply(loop: loop, jobs: f.jobs, ids: f.jobIds)), requestID: envelope.requestID), loop: loop) }
+        case .blobStored, .blobChunk, .logChunk:
+            _ = jobs?.reply(envelope, loop: loop)
+        case .blobPut(let p):
+            // Another agent copying a blob to us (bundles and results have no size limit here:
+            // the agent that took them checked it).
+            jobs?.put(p, path: path, requestID: envelope.requestID, limit: .max, loop: loop)
+        case .blobGet(let g):
+            var g = g
+            g.holders = []
+            jobs?.get(g, path: path, requestID: envelope.requestID, loop: loop)
+        case .logRequest(var r):
+            r.forwarded = true
+            jobs?.log(r, path: path, requestID: envelope.requestID, loop: loop)
         case .writeReply, .error:
+            if jobs?.reply(envelope, loop: loop) == true { return }
             if case .error(let e) = envelope.body, envelope.requestID < (1 << 40), case .dealer(let peer) = path {
                 membership?.errorReply(e, from: peer, loop: loop)
             } else {
@@ -294,6 +327,7 @@ final class AgentHandler: TransportHandler {
     }
 
     func stopping(loop: TransportLoop) {
+        jobs?.stopping(loop: loop)
         for (id, p) in peerPings {
             finish(id, Wire.error(.unreachable, "the agent is shutting down", requestID: p.clientRequestID), loop: loop)
         }

@@ -8,12 +8,14 @@ import MeshWire
 enum ReplyPath {
     case route(Route)
     case dealer(PeerID)
+    /// A part of this agent (a worker's report).
+    case local((WireEnvelope, TransportLoop) -> Void)
 
     func send(_ envelope: WireEnvelope, loop: TransportLoop) {
-        let frames = [Wire.encode(envelope)]
         switch self {
-        case .route(let r): loop.reply(to: r, frames)
-        case .dealer(let p): loop.send(to: p, frames)
+        case .route(let r): loop.reply(to: r, [Wire.encode(envelope)])
+        case .dealer(let p): loop.send(to: p, [Wire.encode(envelope)])
+        case .local(let f): f(envelope, loop)
         }
     }
 }
@@ -56,7 +58,7 @@ final class ConsensusShell {
     private var waiting: [Consensus.Index: [Waiting]] = [:]
     /// Writes we passed to the coordinator (or hold until there is one), by our request id.
     private var forwards: [UInt64: Forward] = [:]
-    private var statusForwards: [UInt64: (path: ReplyPath, requestID: UInt64, deadline: ContinuousClock.Instant)] = [:]
+    private var statusForwards: [UInt64: (path: ReplyPath, requestID: UInt64, deadline: ContinuousClock.Instant, jobs: Bool, ids: [UInt64])] = [:]
     /// Above the ids the agent's own peer pings use, so that replies never mix.
     private var nextRequestID: UInt64 = 1 << 40
     private var retryTimer: TimerID?
@@ -65,6 +67,8 @@ final class ConsensusShell {
     /// The coordinator's own client id and sequence for the writes it makes (registering nodes).
     private var managerClient = ClusterState.ClientID(0)
     private var managerSequence: UInt64 = 0
+    /// Called after committed entries (or a snapshot) changed the state.
+    var onApplied: ((TransportLoop) -> Void)?
 
     struct Waiting {
         var path: ReplyPath
@@ -166,6 +170,7 @@ final class ConsensusShell {
             case .apply(let entries):
                 for e in entries { apply(e, loop: loop) }
                 maybeSnapshot(loop)
+                onApplied?(loop)
             case .restore(let s):
                 do {
                     state = try Wire.clusterState(s.data)
@@ -176,6 +181,7 @@ final class ConsensusShell {
                     for w in ws { retryLater(w.path, w.requestID, "the coordinator changed; try again", loop: loop) }
                     waiting[index] = nil
                 }
+                onApplied?(loop)
             case .scheduleTick(let at):
                 if let t = timer { loop.cancel(t) }
                 timer = loop.schedule(after: max(.zero, at - now(loop))) { [weak self] loop in
@@ -257,6 +263,13 @@ final class ConsensusShell {
     }
 
     // MARK: Writes
+
+    /// The coordinator's own write (scheduling, loss): proposed without anyone waiting for it.
+    func propose(_ request: ClusterState.Request, loop: TransportLoop) -> Consensus.Index? {
+        guard instance.role == .leader, !failed, case .success(let (index, d)) = instance.propose(request, now: now(loop)) else { return nil }
+        carryOut(d, loop: loop)
+        return index
+    }
 
     /// A write from a client or a forwarding agent: proposed here if we are the coordinator,
     /// passed on to it otherwise, held (up to `writeWait`) while there is none.
@@ -345,7 +358,7 @@ final class ConsensusShell {
             }
             for (id, s) in self.statusForwards where now >= s.deadline {
                 self.statusForwards[id] = nil
-                s.path.send(Wire.envelope(.statusReply(self.statusReply(loop: loop)), requestID: s.requestID), loop: loop)
+                s.path.send(Wire.envelope(.statusReply(self.statusReply(loop: loop, jobs: s.jobs, ids: s.ids)), requestID: s.requestID), loop: loop)
             }
             if !self.forwards.isEmpty || !self.statusForwards.isEmpty { self.scheduleRetries(loop) }
         }
@@ -358,20 +371,23 @@ final class ConsensusShell {
     // MARK: Status
 
     /// A status read: the coordinator's view unless `local` (or there is no coordinator, or we are it).
-    func status(local: Bool, path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
+    func status(local: Bool, jobs: Bool = false, ids: [UInt64] = [], path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
         if local || instance.role == .leader || instance.leader == nil {
-            path.send(Wire.envelope(.statusReply(statusReply(loop: loop)), requestID: requestID), loop: loop)
+            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, jobs: jobs, ids: ids)), requestID: requestID), loop: loop)
             return
         }
         let leader = instance.leader!
         guard let address = membership.instance.member(leader)?.meta.address else {
-            path.send(Wire.envelope(.statusReply(statusReply(loop: loop)), requestID: requestID), loop: loop)
+            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, jobs: jobs, ids: ids)), requestID: requestID), loop: loop)
             return
         }
         let id = nextRequestID
         nextRequestID += 1
-        statusForwards[id] = (path, requestID, loop.now + .seconds(2))
-        membership.peerLinks.send([Wire.encode(.forwardedStatus(WireForwardedStatus()), requestID: id)], to: leader, address: address, loop: loop)
+        statusForwards[id] = (path, requestID, loop.now + .seconds(2), jobs, ids)
+        var f = WireForwardedStatus()
+        f.jobs = jobs
+        f.jobIds = ids
+        membership.peerLinks.send([Wire.encode(.forwardedStatus(f), requestID: id)], to: leader, address: address, loop: loop)
         scheduleRetries(loop)
     }
 
@@ -381,10 +397,16 @@ final class ConsensusShell {
         s.path.send(Wire.envelope(.statusReply(r), requestID: s.requestID), loop: loop)
     }
 
-    func statusReply(loop: TransportLoop) -> WireStatusReply {
+    func statusReply(loop: TransportLoop, jobs: Bool = false, ids: [UInt64] = []) -> WireStatusReply {
         var reply = membership.status(node: node.value, loop: loop)
         reply.coordinator = coordinatorStatus()
         reply.nodes = state.nodes.values.sorted { $0.name < $1.name }.map(Wire.wire)
+        if jobs {
+            reply.jobs = ids.isEmpty ? state.jobList.map(Wire.wire) : ids.compactMap { state.jobs[$0] }.map(Wire.wire)
+        } else {
+            // The summary `mesh status` shows: what runs and what waits.
+            reply.jobs = state.jobList.filter { !$0.state.isTerminal }.map(Wire.wire)
+        }
         return reply
     }
 

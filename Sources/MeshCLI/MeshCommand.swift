@@ -18,7 +18,9 @@ public struct MeshCommand: ParsableCommand {
         version: "mesh \(MeshVersion.string) (protocol \(Wire.protocolVersion), libzmq \(ZeroMQ.version.major).\(ZeroMQ.version.minor).\(ZeroMQ.version.patch))",
         subcommands: [
             InitCommand.self, JoinCommand.self, StatusCommand.self, LeaveCommand.self, TokenCommand.self,
-            CordonCommand.self, UncordonCommand.self, SetCommand.self,
+            SubmitCommand.self, JobsCommand.self, ShowCommand.self, LogsCommand.self, CancelCommand.self, RetryCommand.self,
+            HoldCommand.self, ReleaseCommand.self, ResultsCommand.self,
+            CordonCommand.self, UncordonCommand.self, SetCommand.self, SuperviseCommand.self,
             AgentCommand.self, PingCommand.self, CompletionsCommand.self,
         ]
     )

@@ -102,6 +102,16 @@ struct StatusReport: Encodable {
     var join: Join
     var coordinator: Coordinator
     var members: [Member]
+    /// Jobs not yet ended: running (with their node) and queued.
+    var jobs: [QueuedJob]
+
+    struct QueuedJob: Encodable {
+        var id: UInt64
+        var name: String
+        var state: String
+        var node: String?
+        var reason: String
+    }
 
     init(_ s: WireStatusReply, mesh: String) {
         self.mesh = mesh
@@ -123,6 +133,10 @@ struct StatusReport: Encodable {
             leader: c.leader == 0 ? nil : name(c.leader), term: c.term, voters: c.voters.map(name).sorted(),
             nonVoters: c.learners.map(name).sorted(), faultTolerance: c.faultTolerance, commitIndex: c.commitIndex, fromLeader: c.fromLeader)
         let registry = Dictionary(s.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        jobs = s.jobs.map { j in
+            QueuedJob(id: j.id, name: j.spec.name.isEmpty ? (j.spec.command.first ?? "job") : j.spec.name, state: j.state,
+                      node: (j.state == "running" || j.state == "assigned") ? j.attempts.last.map { name($0.node) } : nil, reason: j.reason)
+        }
         let voters = Set(c.voters), learners = Set(c.learners)
         members = s.members.map { m in
             let r = m.record, meta = r.meta
@@ -155,12 +169,26 @@ struct StatusReport: Encodable {
             [m.name + (m.isSelf ? " *" : ""), m.address, m.state + (m.cordoned ? ", cordoned" : ""), m.role,
              m.nodeClass.isEmpty ? "-" : m.nodeClass, "\(m.slots)", "\(m.cpus)",
              Self.memory(m.memoryMB), m.gpus == 0 ? "-" : "\(m.gpus)" + (m.gpuModel.isEmpty ? "" : " \(m.gpuModel)"),
-             m.version, "\(m.incarnation)", m.isSelf ? "-" : Self.ago(m.lastHeardMsAgo)]
+             m.version, "\(m.incarnation)", m.isSelf ? "-" : Self.ago(m.lastHeardMsAgo), running(on: m.name)]
         }
-        out += Table(header: ["NAME", "ADDRESS", "STATE", "ROLE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD"], rows: rows).text
+        out += Table(header: ["NAME", "ADDRESS", "STATE", "ROLE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD", "RUNNING"], rows: rows).text
+        let queued = jobs.filter { $0.node == nil }
+        var byState: [String: Int] = [:]
+        for j in queued { byState[j.state, default: 0] += 1 }
+        out += "\njobs: \(jobs.count - queued.count) running"
+        if !queued.isEmpty {
+            out += " · queue: " + byState.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            for j in queued.prefix(5) { out += "\n  \(j.id) \(j.name.prefix(40)): \(j.state)\(j.reason.isEmpty ? "" : " (\(j.reason))")" }
+            if queued.count > 5 { out += "\n  … \(queued.count - 5) more (mesh jobs)" }
+        }
         let reasons = members.compactMap { m in m.cordonReason.map { "\(m.name) cordoned: \($0)" } }
         if !reasons.isEmpty { out += "\n" + reasons.joined(separator: "\n") }
         return out
+    }
+
+    func running(on node: String) -> String {
+        let ids = jobs.filter { $0.node == node }.map { "\($0.id)" }
+        return ids.isEmpty ? "-" : ids.prefix(6).joined(separator: ",") + (ids.count > 6 ? " +\(ids.count - 6)" : "")
     }
 
     var coordinatorLine: String {

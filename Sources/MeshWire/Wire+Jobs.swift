@@ -36,6 +36,7 @@ extension Wire {
         w.after = s.after
         w.leaseSeconds = s.leaseSeconds
         w.held = s.held
+        w.workdir = s.workdir
         return w
     }
 
@@ -174,7 +175,8 @@ extension Wire {
             resources: Resources(slots: Int(w.resources.slots), cpus: Int(w.resources.cpus),
                                  memoryMB: Int(clamping: w.resources.memoryMb), gpus: Int(w.resources.gpus)),
             nodeClass: w.nodeClass, labels: w.labels, timeoutSeconds: w.timeoutSeconds, retries: Int(w.retries),
-            priority: Int(w.priority), results: w.results, after: w.after, leaseSeconds: w.leaseSeconds, held: w.held)
+            priority: Int(w.priority), results: w.results, after: w.after, leaseSeconds: w.leaseSeconds, held: w.held,
+            workdir: w.workdir)
     }
 
     public static func blob(_ w: WireBlobRef) -> BlobRef {

@@ -17,4 +17,9 @@ int mesh_pidfd_send_signal(int pidfd, int sig);
 /// /dev/null and stdout/stderr appended to the given files (NULL: inherit). Returns 0 or an errno.
 int mesh_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                const char *stdout_path, const char *stderr_path, int new_session);
+/// posix_spawn for a job: a new session, stdin from /dev/null, stdout and stderr onto `out_fd`,
+/// started in `cwd`. Returns 0 or an errno.
+int mesh_spawn_job(pid_t *pid, const char *path, char *const argv[], char *const envp[], int out_fd, const char *cwd);
+/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children, not init's.
+int mesh_set_child_subreaper(void);
 #endif

@@ -44,11 +44,14 @@ public struct JobSpec: Sendable, Equatable {
     public var leaseSeconds: UInt64
     /// Submit held: it waits for `mesh release`.
     public var held: Bool
+    /// Where the command runs, relative to the workspace (empty: its root).
+    public var workdir: String
 
     public init(
         name: String = "", command: [String], env: [String: String] = [:], resources: Resources = .init(),
         nodeClass: String = "", labels: [String: String] = [:], timeoutSeconds: UInt64 = 0, retries: Int = 0,
-        priority: Int = 0, results: [String] = [], after: [JobID] = [], leaseSeconds: UInt64 = 0, held: Bool = false
+        priority: Int = 0, results: [String] = [], after: [JobID] = [], leaseSeconds: UInt64 = 0, held: Bool = false,
+        workdir: String = ""
     ) {
         self.name = name
         self.command = command
@@ -63,6 +66,7 @@ public struct JobSpec: Sendable, Equatable {
         self.after = after
         self.leaseSeconds = leaseSeconds
         self.held = held
+        self.workdir = workdir
     }
 }
 

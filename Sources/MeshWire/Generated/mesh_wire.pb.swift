@@ -76,136 +76,193 @@ public nonisolated enum WireMemberState: SwiftProtobuf.Enum, Swift.CaseIterable 
 
 /// Every message on the wire. Field 1 stays the protocol version in every future version, so any
 /// receiver can read it and answer an incompatible sender with an Error instead of guessing.
-public nonisolated struct WireEnvelope: Sendable {
+public nonisolated struct WireEnvelope: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var protocolVersion: UInt32 = 0
+  public var protocolVersion: UInt32 {
+    get {_storage._protocolVersion}
+    set {_uniqueStorage()._protocolVersion = newValue}
+  }
 
   /// Chosen by the sender of a request and echoed in its reply; 0 for one-way messages.
-  public var requestID: UInt64 = 0
+  public var requestID: UInt64 {
+    get {_storage._requestID}
+    set {_uniqueStorage()._requestID = newValue}
+  }
 
-  public var body: WireEnvelope.OneOf_Body? = nil
+  public var body: OneOf_Body? {
+    get {return _storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   public var ping: WirePing {
     get {
-      if case .ping(let v)? = body {return v}
+      if case .ping(let v)? = _storage._body {return v}
       return WirePing()
     }
-    set {body = .ping(newValue)}
+    set {_uniqueStorage()._body = .ping(newValue)}
   }
 
   public var pong: WirePong {
     get {
-      if case .pong(let v)? = body {return v}
+      if case .pong(let v)? = _storage._body {return v}
       return WirePong()
     }
-    set {body = .pong(newValue)}
+    set {_uniqueStorage()._body = .pong(newValue)}
   }
 
   public var error: WireErrorReply {
     get {
-      if case .error(let v)? = body {return v}
+      if case .error(let v)? = _storage._body {return v}
       return WireErrorReply()
     }
-    set {body = .error(newValue)}
+    set {_uniqueStorage()._body = .error(newValue)}
   }
 
   public var pingPeer: WirePingPeer {
     get {
-      if case .pingPeer(let v)? = body {return v}
+      if case .pingPeer(let v)? = _storage._body {return v}
       return WirePingPeer()
     }
-    set {body = .pingPeer(newValue)}
+    set {_uniqueStorage()._body = .pingPeer(newValue)}
   }
 
   public var pingPeerResult: WirePingPeerResult {
     get {
-      if case .pingPeerResult(let v)? = body {return v}
+      if case .pingPeerResult(let v)? = _storage._body {return v}
       return WirePingPeerResult()
     }
-    set {body = .pingPeerResult(newValue)}
+    set {_uniqueStorage()._body = .pingPeerResult(newValue)}
   }
 
   public var gossip: WireGossipPacket {
     get {
-      if case .gossip(let v)? = body {return v}
+      if case .gossip(let v)? = _storage._body {return v}
       return WireGossipPacket()
     }
-    set {body = .gossip(newValue)}
+    set {_uniqueStorage()._body = .gossip(newValue)}
   }
 
   public var statusRequest: WireStatusRequest {
     get {
-      if case .statusRequest(let v)? = body {return v}
+      if case .statusRequest(let v)? = _storage._body {return v}
       return WireStatusRequest()
     }
-    set {body = .statusRequest(newValue)}
+    set {_uniqueStorage()._body = .statusRequest(newValue)}
   }
 
   public var statusReply: WireStatusReply {
     get {
-      if case .statusReply(let v)? = body {return v}
+      if case .statusReply(let v)? = _storage._body {return v}
       return WireStatusReply()
     }
-    set {body = .statusReply(newValue)}
+    set {_uniqueStorage()._body = .statusReply(newValue)}
   }
 
   public var leaveRequest: WireLeaveRequest {
     get {
-      if case .leaveRequest(let v)? = body {return v}
+      if case .leaveRequest(let v)? = _storage._body {return v}
       return WireLeaveRequest()
     }
-    set {body = .leaveRequest(newValue)}
+    set {_uniqueStorage()._body = .leaveRequest(newValue)}
   }
 
   public var leaveReply: WireLeaveReply {
     get {
-      if case .leaveReply(let v)? = body {return v}
+      if case .leaveReply(let v)? = _storage._body {return v}
       return WireLeaveReply()
     }
-    set {body = .leaveReply(newValue)}
+    set {_uniqueStorage()._body = .leaveReply(newValue)}
   }
 
   public var raft: WireRaftPacket {
     get {
-      if case .raft(let v)? = body {return v}
+      if case .raft(let v)? = _storage._body {return v}
       return WireRaftPacket()
     }
-    set {body = .raft(newValue)}
+    set {_uniqueStorage()._body = .raft(newValue)}
   }
 
   public var writeRequest: WireWriteRequest {
     get {
-      if case .writeRequest(let v)? = body {return v}
+      if case .writeRequest(let v)? = _storage._body {return v}
       return WireWriteRequest()
     }
-    set {body = .writeRequest(newValue)}
+    set {_uniqueStorage()._body = .writeRequest(newValue)}
   }
 
   public var writeReply: WireWriteReply {
     get {
-      if case .writeReply(let v)? = body {return v}
+      if case .writeReply(let v)? = _storage._body {return v}
       return WireWriteReply()
     }
-    set {body = .writeReply(newValue)}
+    set {_uniqueStorage()._body = .writeReply(newValue)}
   }
 
   public var forwardedWrite: WireForwardedWrite {
     get {
-      if case .forwardedWrite(let v)? = body {return v}
+      if case .forwardedWrite(let v)? = _storage._body {return v}
       return WireForwardedWrite()
     }
-    set {body = .forwardedWrite(newValue)}
+    set {_uniqueStorage()._body = .forwardedWrite(newValue)}
   }
 
   public var forwardedStatus: WireForwardedStatus {
     get {
-      if case .forwardedStatus(let v)? = body {return v}
+      if case .forwardedStatus(let v)? = _storage._body {return v}
       return WireForwardedStatus()
     }
-    set {body = .forwardedStatus(newValue)}
+    set {_uniqueStorage()._body = .forwardedStatus(newValue)}
+  }
+
+  public var blobPut: WireBlobPut {
+    get {
+      if case .blobPut(let v)? = _storage._body {return v}
+      return WireBlobPut()
+    }
+    set {_uniqueStorage()._body = .blobPut(newValue)}
+  }
+
+  public var blobStored: WireBlobStored {
+    get {
+      if case .blobStored(let v)? = _storage._body {return v}
+      return WireBlobStored()
+    }
+    set {_uniqueStorage()._body = .blobStored(newValue)}
+  }
+
+  public var blobGet: WireBlobGet {
+    get {
+      if case .blobGet(let v)? = _storage._body {return v}
+      return WireBlobGet()
+    }
+    set {_uniqueStorage()._body = .blobGet(newValue)}
+  }
+
+  public var blobChunk: WireBlobChunk {
+    get {
+      if case .blobChunk(let v)? = _storage._body {return v}
+      return WireBlobChunk()
+    }
+    set {_uniqueStorage()._body = .blobChunk(newValue)}
+  }
+
+  public var logRequest: WireLogRequest {
+    get {
+      if case .logRequest(let v)? = _storage._body {return v}
+      return WireLogRequest()
+    }
+    set {_uniqueStorage()._body = .logRequest(newValue)}
+  }
+
+  public var logChunk: WireLogChunk {
+    get {
+      if case .logChunk(let v)? = _storage._body {return v}
+      return WireLogChunk()
+    }
+    set {_uniqueStorage()._body = .logChunk(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -226,10 +283,18 @@ public nonisolated struct WireEnvelope: Sendable {
     case writeReply(WireWriteReply)
     case forwardedWrite(WireForwardedWrite)
     case forwardedStatus(WireForwardedStatus)
+    case blobPut(WireBlobPut)
+    case blobStored(WireBlobStored)
+    case blobGet(WireBlobGet)
+    case blobChunk(WireBlobChunk)
+    case logRequest(WireLogRequest)
+    case logChunk(WireLogChunk)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Who answered: enough to tell the user which agent, which build and which mesh.
@@ -371,6 +436,7 @@ public nonisolated struct WireErrorReply: Sendable {
 
     /// The agent cannot answer yet (it is starting); try again shortly.
     case retryLater // = 9
+    case notFound // = 10
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -389,6 +455,7 @@ public nonisolated struct WireErrorReply: Sendable {
       case 7: self = .internal
       case 8: self = .badRequest
       case 9: self = .retryLater
+      case 10: self = .notFound
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -405,6 +472,7 @@ public nonisolated struct WireErrorReply: Sendable {
       case .internal: return 7
       case .badRequest: return 8
       case .retryLater: return 9
+      case .notFound: return 10
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -421,6 +489,7 @@ public nonisolated struct WireErrorReply: Sendable {
       .internal,
       .badRequest,
       .retryLater,
+      .notFound,
     ]
 
   }
@@ -752,6 +821,11 @@ public nonisolated struct WireStatusRequest: Sendable {
   /// Answer from this agent's own view instead of asking the coordinator.
   public var local: Bool = false
 
+  /// Include the jobs (all of them, or these).
+  public var jobs: Bool = false
+
+  public var jobIds: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -827,6 +901,12 @@ public nonisolated struct WireStatusReply: @unchecked Sendable {
   public var nodes: [WireNodeRecord] {
     get {_storage._nodes}
     set {_uniqueStorage()._nodes = newValue}
+  }
+
+  /// When asked for: the jobs, as the answering agent has them.
+  public var jobs: [WireJobRecord] {
+    get {_storage._jobs}
+    set {_uniqueStorage()._jobs = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1014,39 +1094,48 @@ public nonisolated struct WireRaftNoop: Sendable {
   public init() {}
 }
 
-public nonisolated struct WireLogEntry: Sendable {
+public nonisolated struct WireLogEntry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var index: UInt64 = 0
+  public var index: UInt64 {
+    get {_storage._index}
+    set {_uniqueStorage()._index = newValue}
+  }
 
-  public var term: UInt64 = 0
+  public var term: UInt64 {
+    get {_storage._term}
+    set {_uniqueStorage()._term = newValue}
+  }
 
-  public var payload: WireLogEntry.OneOf_Payload? = nil
+  public var payload: OneOf_Payload? {
+    get {return _storage._payload}
+    set {_uniqueStorage()._payload = newValue}
+  }
 
   public var noop: WireRaftNoop {
     get {
-      if case .noop(let v)? = payload {return v}
+      if case .noop(let v)? = _storage._payload {return v}
       return WireRaftNoop()
     }
-    set {payload = .noop(newValue)}
+    set {_uniqueStorage()._payload = .noop(newValue)}
   }
 
   public var configuration: WireRaftConfiguration {
     get {
-      if case .configuration(let v)? = payload {return v}
+      if case .configuration(let v)? = _storage._payload {return v}
       return WireRaftConfiguration()
     }
-    set {payload = .configuration(newValue)}
+    set {_uniqueStorage()._payload = .configuration(newValue)}
   }
 
   public var command: WireClusterRequest {
     get {
-      if case .command(let v)? = payload {return v}
+      if case .command(let v)? = _storage._payload {return v}
       return WireClusterRequest()
     }
-    set {payload = .command(newValue)}
+    set {_uniqueStorage()._payload = .command(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1059,6 +1148,8 @@ public nonisolated struct WireLogEntry: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireNodeCapacity: Sendable {
@@ -1665,6 +1756,10 @@ public nonisolated struct WireForwardedStatus: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  public var jobs: Bool = false
+
+  public var jobIds: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1688,49 +1783,91 @@ public nonisolated struct WireJobResources: Sendable {
   public init() {}
 }
 
-public nonisolated struct WireJobSpec: Sendable {
+public nonisolated struct WireJobSpec: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var command: [String] = []
+  public var command: [String] {
+    get {_storage._command}
+    set {_uniqueStorage()._command = newValue}
+  }
 
-  public var env: Dictionary<String,String> = [:]
+  public var env: Dictionary<String,String> {
+    get {_storage._env}
+    set {_uniqueStorage()._env = newValue}
+  }
 
   public var resources: WireJobResources {
-    get {_resources ?? WireJobResources()}
-    set {_resources = newValue}
+    get {_storage._resources ?? WireJobResources()}
+    set {_uniqueStorage()._resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
-  public var hasResources: Bool {self._resources != nil}
+  public var hasResources: Bool {_storage._resources != nil}
   /// Clears the value of `resources`. Subsequent reads from it will return its default value.
-  public mutating func clearResources() {self._resources = nil}
+  public mutating func clearResources() {_uniqueStorage()._resources = nil}
 
-  public var nodeClass: String = String()
+  public var nodeClass: String {
+    get {_storage._nodeClass}
+    set {_uniqueStorage()._nodeClass = newValue}
+  }
 
-  public var labels: Dictionary<String,String> = [:]
+  public var labels: Dictionary<String,String> {
+    get {_storage._labels}
+    set {_uniqueStorage()._labels = newValue}
+  }
 
-  public var timeoutSeconds: UInt64 = 0
+  public var timeoutSeconds: UInt64 {
+    get {_storage._timeoutSeconds}
+    set {_uniqueStorage()._timeoutSeconds = newValue}
+  }
 
-  public var retries: UInt32 = 0
+  public var retries: UInt32 {
+    get {_storage._retries}
+    set {_uniqueStorage()._retries = newValue}
+  }
 
-  public var priority: Int32 = 0
+  public var priority: Int32 {
+    get {_storage._priority}
+    set {_uniqueStorage()._priority = newValue}
+  }
 
-  public var results: [String] = []
+  public var results: [String] {
+    get {_storage._results}
+    set {_uniqueStorage()._results = newValue}
+  }
 
-  public var after: [UInt64] = []
+  public var after: [UInt64] {
+    get {_storage._after}
+    set {_uniqueStorage()._after = newValue}
+  }
 
-  public var leaseSeconds: UInt64 = 0
+  public var leaseSeconds: UInt64 {
+    get {_storage._leaseSeconds}
+    set {_uniqueStorage()._leaseSeconds = newValue}
+  }
 
-  public var held: Bool = false
+  public var held: Bool {
+    get {_storage._held}
+    set {_uniqueStorage()._held = newValue}
+  }
+
+  /// Where the command runs, relative to the workspace (the submitter's directory in its checkout).
+  public var workdir: String {
+    get {_storage._workdir}
+    set {_uniqueStorage()._workdir = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _resources: WireJobResources? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireBlobRef: Sendable {
@@ -2038,44 +2175,39 @@ public nonisolated struct WireJobRecord: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct WireSubmitJob: @unchecked Sendable {
+public nonisolated struct WireSubmitJob: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var spec: WireJobSpec {
-    get {_storage._spec ?? WireJobSpec()}
-    set {_uniqueStorage()._spec = newValue}
+    get {_spec ?? WireJobSpec()}
+    set {_spec = newValue}
   }
   /// Returns true if `spec` has been explicitly set.
-  public var hasSpec: Bool {_storage._spec != nil}
+  public var hasSpec: Bool {self._spec != nil}
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
-  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+  public mutating func clearSpec() {self._spec = nil}
 
   public var provenance: WireProvenance {
-    get {_storage._provenance ?? WireProvenance()}
-    set {_uniqueStorage()._provenance = newValue}
+    get {_provenance ?? WireProvenance()}
+    set {_provenance = newValue}
   }
   /// Returns true if `provenance` has been explicitly set.
-  public var hasProvenance: Bool {_storage._provenance != nil}
+  public var hasProvenance: Bool {self._provenance != nil}
   /// Clears the value of `provenance`. Subsequent reads from it will return its default value.
-  public mutating func clearProvenance() {_uniqueStorage()._provenance = nil}
+  public mutating func clearProvenance() {self._provenance = nil}
 
-  public var at: Int64 {
-    get {_storage._at}
-    set {_uniqueStorage()._at = newValue}
-  }
+  public var at: Int64 = 0
 
-  public var via: UInt64 {
-    get {_storage._via}
-    set {_uniqueStorage()._via = newValue}
-  }
+  public var via: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _spec: WireJobSpec? = nil
+  fileprivate var _provenance: WireProvenance? = nil
 }
 
 public nonisolated struct WireAssignment: Sendable {
@@ -2223,6 +2355,126 @@ public nonisolated struct WireAttemptStored: Sendable {
   public init() {}
 }
 
+/// One chunk of a content-addressed blob, sent in order from offset 0. The receiver answers each
+/// with BlobStored; `complete` there means it holds the whole blob (the sender stops).
+public nonisolated struct WireBlobPut: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hash: String = String()
+
+  public var size: UInt64 = 0
+
+  public var offset: UInt64 = 0
+
+  public var data: Data = Data()
+
+  /// On the last chunk (or on the first, to ask whether it is already held): store it on this
+  /// many live nodes in all before answering.
+  public var replicas: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireBlobStored: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hash: String = String()
+
+  public var received: UInt64 = 0
+
+  public var complete: Bool = false
+
+  public var holders: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireBlobGet: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hash: String = String()
+
+  public var offset: UInt64 = 0
+
+  public var length: UInt32 = 0
+
+  /// Fetch it from the nodes that hold it if this agent does not.
+  public var holders: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireBlobChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hash: String = String()
+
+  public var offset: UInt64 = 0
+
+  public var size: UInt64 = 0
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireLogRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  /// 0: the latest attempt.
+  public var attempt: UInt32 = 0
+
+  public var offset: UInt64 = 0
+
+  public var maxBytes: UInt32 = 0
+
+  /// Set when an agent passes the request on (the receiver answers from what it holds).
+  public var forwarded: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireLogChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var attempt: UInt32 = 0
+
+  public var offset: UInt64 = 0
+
+  public var data: Data = Data()
+
+  /// The attempt has ended and this is the end of its log.
+  public var complete: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "mesh.wire"
@@ -2233,297 +2485,439 @@ nonisolated extension WireMemberState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0\u{1}gossip\0\u{3}status_request\0\u{3}status_reply\0\u{3}leave_request\0\u{3}leave_reply\0\u{1}raft\0\u{3}write_request\0\u{3}write_reply\0\u{3}forwarded_write\0\u{3}forwarded_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0\u{1}gossip\0\u{3}status_request\0\u{3}status_reply\0\u{3}leave_request\0\u{3}leave_reply\0\u{1}raft\0\u{3}write_request\0\u{3}write_reply\0\u{3}forwarded_write\0\u{3}forwarded_status\0\u{3}blob_put\0\u{3}blob_stored\0\u{3}blob_get\0\u{3}blob_chunk\0\u{3}log_request\0\u{3}log_chunk\0")
+
+  fileprivate class _StorageClass {
+    var _protocolVersion: UInt32 = 0
+    var _requestID: UInt64 = 0
+    var _body: WireEnvelope.OneOf_Body?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _protocolVersion = source._protocolVersion
+      _requestID = source._requestID
+      _body = source._body
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
-      case 16: try {
-        var v: WirePing?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .ping(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocolVersion) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._requestID) }()
+        case 16: try {
+          var v: WirePing?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .ping(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .ping(v)
+          }
+        }()
+        case 17: try {
+          var v: WirePong?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .pong(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .pong(v)
+          }
+        }()
+        case 18: try {
+          var v: WireErrorReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .error(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .error(v)
+          }
+        }()
+        case 19: try {
+          var v: WirePingPeer?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .pingPeer(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .pingPeer(v)
+          }
+        }()
+        case 20: try {
+          var v: WirePingPeerResult?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .pingPeerResult(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .pingPeerResult(v)
+          }
+        }()
+        case 21: try {
+          var v: WireGossipPacket?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .gossip(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .gossip(v)
+          }
+        }()
+        case 22: try {
+          var v: WireStatusRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .statusRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .statusRequest(v)
+          }
+        }()
+        case 23: try {
+          var v: WireStatusReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .statusReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .statusReply(v)
+          }
+        }()
+        case 24: try {
+          var v: WireLeaveRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .leaveRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .leaveRequest(v)
+          }
+        }()
+        case 25: try {
+          var v: WireLeaveReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .leaveReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .leaveReply(v)
+          }
+        }()
+        case 26: try {
+          var v: WireRaftPacket?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .raft(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .raft(v)
+          }
+        }()
+        case 27: try {
+          var v: WireWriteRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .writeRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .writeRequest(v)
+          }
+        }()
+        case 28: try {
+          var v: WireWriteReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .writeReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .writeReply(v)
+          }
+        }()
+        case 29: try {
+          var v: WireForwardedWrite?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .forwardedWrite(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .forwardedWrite(v)
+          }
+        }()
+        case 30: try {
+          var v: WireForwardedStatus?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .forwardedStatus(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .forwardedStatus(v)
+          }
+        }()
+        case 31: try {
+          var v: WireBlobPut?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .blobPut(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .blobPut(v)
+          }
+        }()
+        case 32: try {
+          var v: WireBlobStored?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .blobStored(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .blobStored(v)
+          }
+        }()
+        case 33: try {
+          var v: WireBlobGet?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .blobGet(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .blobGet(v)
+          }
+        }()
+        case 34: try {
+          var v: WireBlobChunk?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .blobChunk(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .blobChunk(v)
+          }
+        }()
+        case 35: try {
+          var v: WireLogRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .logRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .logRequest(v)
+          }
+        }()
+        case 36: try {
+          var v: WireLogChunk?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .logChunk(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .logChunk(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .ping(v)
-        }
-      }()
-      case 17: try {
-        var v: WirePong?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .pong(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .pong(v)
-        }
-      }()
-      case 18: try {
-        var v: WireErrorReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .error(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .error(v)
-        }
-      }()
-      case 19: try {
-        var v: WirePingPeer?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .pingPeer(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .pingPeer(v)
-        }
-      }()
-      case 20: try {
-        var v: WirePingPeerResult?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .pingPeerResult(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .pingPeerResult(v)
-        }
-      }()
-      case 21: try {
-        var v: WireGossipPacket?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .gossip(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .gossip(v)
-        }
-      }()
-      case 22: try {
-        var v: WireStatusRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .statusRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .statusRequest(v)
-        }
-      }()
-      case 23: try {
-        var v: WireStatusReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .statusReply(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .statusReply(v)
-        }
-      }()
-      case 24: try {
-        var v: WireLeaveRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .leaveRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .leaveRequest(v)
-        }
-      }()
-      case 25: try {
-        var v: WireLeaveReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .leaveReply(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .leaveReply(v)
-        }
-      }()
-      case 26: try {
-        var v: WireRaftPacket?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .raft(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .raft(v)
-        }
-      }()
-      case 27: try {
-        var v: WireWriteRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .writeRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .writeRequest(v)
-        }
-      }()
-      case 28: try {
-        var v: WireWriteReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .writeReply(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .writeReply(v)
-        }
-      }()
-      case 29: try {
-        var v: WireForwardedWrite?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .forwardedWrite(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .forwardedWrite(v)
-        }
-      }()
-      case 30: try {
-        var v: WireForwardedStatus?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .forwardedStatus(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .forwardedStatus(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.protocolVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 1)
-    }
-    if self.requestID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 2)
-    }
-    switch self.body {
-    case .ping?: try {
-      guard case .ping(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .pong?: try {
-      guard case .pong(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .error?: try {
-      guard case .error(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-    }()
-    case .pingPeer?: try {
-      guard case .pingPeer(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-    }()
-    case .pingPeerResult?: try {
-      guard case .pingPeerResult(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .gossip?: try {
-      guard case .gossip(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .statusRequest?: try {
-      guard case .statusRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case .statusReply?: try {
-      guard case .statusReply(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-    }()
-    case .leaveRequest?: try {
-      guard case .leaveRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
-    }()
-    case .leaveReply?: try {
-      guard case .leaveReply(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
-    }()
-    case .raft?: try {
-      guard case .raft(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
-    }()
-    case .writeRequest?: try {
-      guard case .writeRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
-    }()
-    case .writeReply?: try {
-      guard case .writeReply(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
-    }()
-    case .forwardedWrite?: try {
-      guard case .forwardedWrite(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
-    }()
-    case .forwardedStatus?: try {
-      guard case .forwardedStatus(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._protocolVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._protocolVersion, fieldNumber: 1)
+      }
+      if _storage._requestID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._requestID, fieldNumber: 2)
+      }
+      switch _storage._body {
+      case .ping?: try {
+        guard case .ping(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .pong?: try {
+        guard case .pong(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .error?: try {
+        guard case .error(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      }()
+      case .pingPeer?: try {
+        guard case .pingPeer(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      }()
+      case .pingPeerResult?: try {
+        guard case .pingPeerResult(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .gossip?: try {
+        guard case .gossip(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .statusRequest?: try {
+        guard case .statusRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .statusReply?: try {
+        guard case .statusReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .leaveRequest?: try {
+        guard case .leaveRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      }()
+      case .leaveReply?: try {
+        guard case .leaveReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+      }()
+      case .raft?: try {
+        guard case .raft(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      }()
+      case .writeRequest?: try {
+        guard case .writeRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+      }()
+      case .writeReply?: try {
+        guard case .writeReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+      }()
+      case .forwardedWrite?: try {
+        guard case .forwardedWrite(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+      }()
+      case .forwardedStatus?: try {
+        guard case .forwardedStatus(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .blobPut?: try {
+        guard case .blobPut(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .blobStored?: try {
+        guard case .blobStored(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .blobGet?: try {
+        guard case .blobGet(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .blobChunk?: try {
+        guard case .blobChunk(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .logRequest?: try {
+        guard case .logRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .logChunk?: try {
+        guard case .logChunk(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireEnvelope, rhs: WireEnvelope) -> Bool {
-    if lhs.protocolVersion != rhs.protocolVersion {return false}
-    if lhs.requestID != rhs.requestID {return false}
-    if lhs.body != rhs.body {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._protocolVersion != rhs_storage._protocolVersion {return false}
+        if _storage._requestID != rhs_storage._requestID {return false}
+        if _storage._body != rhs_storage._body {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2778,7 +3172,7 @@ nonisolated extension WireErrorReply: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension WireErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}MALFORMED\0\u{1}INCOMPATIBLE_VERSION\0\u{1}UNSUPPORTED\0\u{1}UNREACHABLE\0\u{1}HANDSHAKE_FAILED\0\u{1}TIMEOUT\0\u{1}INTERNAL\0\u{1}BAD_REQUEST\0\u{1}RETRY_LATER\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}MALFORMED\0\u{1}INCOMPATIBLE_VERSION\0\u{1}UNSUPPORTED\0\u{1}UNREACHABLE\0\u{1}HANDSHAKE_FAILED\0\u{1}TIMEOUT\0\u{1}INTERNAL\0\u{1}BAD_REQUEST\0\u{1}RETRY_LATER\0\u{1}NOT_FOUND\0")
 }
 
 nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -3371,7 +3765,7 @@ nonisolated extension WireGossipJoinRejected: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0\u{1}jobs\0\u{3}job_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3380,6 +3774,8 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.local) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.jobs) }()
+      case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
       default: break
       }
     }
@@ -3389,11 +3785,19 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.local != false {
       try visitor.visitSingularBoolField(value: self.local, fieldNumber: 1)
     }
+    if self.jobs != false {
+      try visitor.visitSingularBoolField(value: self.jobs, fieldNumber: 2)
+    }
+    if !self.jobIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.jobIds, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireStatusRequest, rhs: WireStatusRequest) -> Bool {
     if lhs.local != rhs.local {return false}
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.jobIds != rhs.jobIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3401,7 +3805,7 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0")
 
   fileprivate class _StorageClass {
     var _node: WireNodeInfo? = nil
@@ -3414,6 +3818,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _uptimeSeconds: Double = 0
     var _coordinator: WireCoordinatorStatus? = nil
     var _nodes: [WireNodeRecord] = []
+    var _jobs: [WireJobRecord] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3434,6 +3839,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _uptimeSeconds = source._uptimeSeconds
       _coordinator = source._coordinator
       _nodes = source._nodes
+      _jobs = source._jobs
     }
   }
 
@@ -3462,6 +3868,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._uptimeSeconds) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._coordinator) }()
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         default: break
         }
       }
@@ -3504,6 +3911,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._nodes.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._nodes, fieldNumber: 10)
       }
+      if !_storage._jobs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3523,6 +3933,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._uptimeSeconds != rhs_storage._uptimeSeconds {return false}
         if _storage._coordinator != rhs_storage._coordinator {return false}
         if _storage._nodes != rhs_storage._nodes {return false}
+        if _storage._jobs != rhs_storage._jobs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3842,91 +4253,131 @@ nonisolated extension WireLogEntry: SwiftProtobuf.Message, SwiftProtobuf._Messag
   public static let protoMessageName: String = _protobuf_package + ".LogEntry"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}term\0\u{2}\u{8}noop\0\u{1}configuration\0\u{1}command\0")
 
+  fileprivate class _StorageClass {
+    var _index: UInt64 = 0
+    var _term: UInt64 = 0
+    var _payload: WireLogEntry.OneOf_Payload?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _index = source._index
+      _term = source._term
+      _payload = source._payload
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
-      case 10: try {
-        var v: WireRaftNoop?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .noop(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._index) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._term) }()
+        case 10: try {
+          var v: WireRaftNoop?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .noop(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .noop(v)
+          }
+        }()
+        case 11: try {
+          var v: WireRaftConfiguration?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .configuration(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .configuration(v)
+          }
+        }()
+        case 12: try {
+          var v: WireClusterRequest?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .command(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .command(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .noop(v)
-        }
-      }()
-      case 11: try {
-        var v: WireRaftConfiguration?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .configuration(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .configuration(v)
-        }
-      }()
-      case 12: try {
-        var v: WireClusterRequest?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .command(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .command(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.index != 0 {
-      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 1)
-    }
-    if self.term != 0 {
-      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 2)
-    }
-    switch self.payload {
-    case .noop?: try {
-      guard case .noop(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .configuration?: try {
-      guard case .configuration(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .command?: try {
-      guard case .command(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._index != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._index, fieldNumber: 1)
+      }
+      if _storage._term != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._term, fieldNumber: 2)
+      }
+      switch _storage._payload {
+      case .noop?: try {
+        guard case .noop(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .configuration?: try {
+        guard case .configuration(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .command?: try {
+        guard case .command(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireLogEntry, rhs: WireLogEntry) -> Bool {
-    if lhs.index != rhs.index {return false}
-    if lhs.term != rhs.term {return false}
-    if lhs.payload != rhs.payload {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._index != rhs_storage._index {return false}
+        if _storage._term != rhs_storage._term {return false}
+        if _storage._payload != rhs_storage._payload {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5121,18 +5572,34 @@ nonisolated extension WireForwardedWrite: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ForwardedStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{3}job_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.jobs) }()
+      case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.jobs != false {
+      try visitor.visitSingularBoolField(value: self.jobs, fieldNumber: 1)
+    }
+    if !self.jobIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.jobIds, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireForwardedStatus, rhs: WireForwardedStatus) -> Bool {
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.jobIds != rhs.jobIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5185,93 +5652,160 @@ nonisolated extension WireJobResources: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _command: [String] = []
+    var _env: Dictionary<String,String> = [:]
+    var _resources: WireJobResources? = nil
+    var _nodeClass: String = String()
+    var _labels: Dictionary<String,String> = [:]
+    var _timeoutSeconds: UInt64 = 0
+    var _retries: UInt32 = 0
+    var _priority: Int32 = 0
+    var _results: [String] = []
+    var _after: [UInt64] = []
+    var _leaseSeconds: UInt64 = 0
+    var _held: Bool = false
+    var _workdir: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _command = source._command
+      _env = source._env
+      _resources = source._resources
+      _nodeClass = source._nodeClass
+      _labels = source._labels
+      _timeoutSeconds = source._timeoutSeconds
+      _retries = source._retries
+      _priority = source._priority
+      _results = source._results
+      _after = source._after
+      _leaseSeconds = source._leaseSeconds
+      _held = source._held
+      _workdir = source._workdir
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeRepeatedStringField(value: &self.command) }()
-      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.env) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._resources) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.nodeClass) }()
-      case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.timeoutSeconds) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.retries) }()
-      case 9: try { try decoder.decodeSingularSInt32Field(value: &self.priority) }()
-      case 10: try { try decoder.decodeRepeatedStringField(value: &self.results) }()
-      case 11: try { try decoder.decodeRepeatedUInt64Field(value: &self.after) }()
-      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.leaseSeconds) }()
-      case 13: try { try decoder.decodeSingularBoolField(value: &self.held) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeRepeatedStringField(value: &_storage._command) }()
+        case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._env) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._nodeClass) }()
+        case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._labels) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._timeoutSeconds) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._retries) }()
+        case 9: try { try decoder.decodeSingularSInt32Field(value: &_storage._priority) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._results) }()
+        case 11: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._after) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._leaseSeconds) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._held) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._workdir) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.command.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.command, fieldNumber: 2)
-    }
-    if !self.env.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.env, fieldNumber: 3)
-    }
-    try { if let v = self._resources {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if !self.nodeClass.isEmpty {
-      try visitor.visitSingularStringField(value: self.nodeClass, fieldNumber: 5)
-    }
-    if !self.labels.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 6)
-    }
-    if self.timeoutSeconds != 0 {
-      try visitor.visitSingularUInt64Field(value: self.timeoutSeconds, fieldNumber: 7)
-    }
-    if self.retries != 0 {
-      try visitor.visitSingularUInt32Field(value: self.retries, fieldNumber: 8)
-    }
-    if self.priority != 0 {
-      try visitor.visitSingularSInt32Field(value: self.priority, fieldNumber: 9)
-    }
-    if !self.results.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.results, fieldNumber: 10)
-    }
-    if !self.after.isEmpty {
-      try visitor.visitPackedUInt64Field(value: self.after, fieldNumber: 11)
-    }
-    if self.leaseSeconds != 0 {
-      try visitor.visitSingularUInt64Field(value: self.leaseSeconds, fieldNumber: 12)
-    }
-    if self.held != false {
-      try visitor.visitSingularBoolField(value: self.held, fieldNumber: 13)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._command.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._command, fieldNumber: 2)
+      }
+      if !_storage._env.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._env, fieldNumber: 3)
+      }
+      try { if let v = _storage._resources {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._nodeClass.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._nodeClass, fieldNumber: 5)
+      }
+      if !_storage._labels.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._labels, fieldNumber: 6)
+      }
+      if _storage._timeoutSeconds != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._timeoutSeconds, fieldNumber: 7)
+      }
+      if _storage._retries != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._retries, fieldNumber: 8)
+      }
+      if _storage._priority != 0 {
+        try visitor.visitSingularSInt32Field(value: _storage._priority, fieldNumber: 9)
+      }
+      if !_storage._results.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._results, fieldNumber: 10)
+      }
+      if !_storage._after.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._after, fieldNumber: 11)
+      }
+      if _storage._leaseSeconds != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._leaseSeconds, fieldNumber: 12)
+      }
+      if _storage._held != false {
+        try visitor.visitSingularBoolField(value: _storage._held, fieldNumber: 13)
+      }
+      if !_storage._workdir.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workdir, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireJobSpec, rhs: WireJobSpec) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.command != rhs.command {return false}
-    if lhs.env != rhs.env {return false}
-    if lhs._resources != rhs._resources {return false}
-    if lhs.nodeClass != rhs.nodeClass {return false}
-    if lhs.labels != rhs.labels {return false}
-    if lhs.timeoutSeconds != rhs.timeoutSeconds {return false}
-    if lhs.retries != rhs.retries {return false}
-    if lhs.priority != rhs.priority {return false}
-    if lhs.results != rhs.results {return false}
-    if lhs.after != rhs.after {return false}
-    if lhs.leaseSeconds != rhs.leaseSeconds {return false}
-    if lhs.held != rhs.held {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._command != rhs_storage._command {return false}
+        if _storage._env != rhs_storage._env {return false}
+        if _storage._resources != rhs_storage._resources {return false}
+        if _storage._nodeClass != rhs_storage._nodeClass {return false}
+        if _storage._labels != rhs_storage._labels {return false}
+        if _storage._timeoutSeconds != rhs_storage._timeoutSeconds {return false}
+        if _storage._retries != rhs_storage._retries {return false}
+        if _storage._priority != rhs_storage._priority {return false}
+        if _storage._results != rhs_storage._results {return false}
+        if _storage._after != rhs_storage._after {return false}
+        if _storage._leaseSeconds != rhs_storage._leaseSeconds {return false}
+        if _storage._held != rhs_storage._held {return false}
+        if _storage._workdir != rhs_storage._workdir {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5820,88 +6354,46 @@ nonisolated extension WireSubmitJob: SwiftProtobuf.Message, SwiftProtobuf._Messa
   public static let protoMessageName: String = _protobuf_package + ".SubmitJob"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}provenance\0\u{1}at\0\u{1}via\0")
 
-  fileprivate class _StorageClass {
-    var _spec: WireJobSpec? = nil
-    var _provenance: WireProvenance? = nil
-    var _at: Int64 = 0
-    var _via: UInt64 = 0
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _spec = source._spec
-      _provenance = source._provenance
-      _at = source._at
-      _via = source._via
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._provenance) }()
-        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._at) }()
-        case 4: try { try decoder.decodeSingularFixed64Field(value: &_storage._via) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._provenance) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      case 4: try { try decoder.decodeSingularFixed64Field(value: &self.via) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._spec {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._provenance {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if _storage._at != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._at, fieldNumber: 3)
-      }
-      if _storage._via != 0 {
-        try visitor.visitSingularFixed64Field(value: _storage._via, fieldNumber: 4)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._provenance {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 3)
+    }
+    if self.via != 0 {
+      try visitor.visitSingularFixed64Field(value: self.via, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireSubmitJob, rhs: WireSubmitJob) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._spec != rhs_storage._spec {return false}
-        if _storage._provenance != rhs_storage._provenance {return false}
-        if _storage._at != rhs_storage._at {return false}
-        if _storage._via != rhs_storage._via {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._spec != rhs._spec {return false}
+    if lhs._provenance != rhs._provenance {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.via != rhs.via {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6226,6 +6718,286 @@ nonisolated extension WireAttemptStored: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.job != rhs.job {return false}
     if lhs.attempt != rhs.attempt {return false}
     if lhs.node != rhs.node {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireBlobPut: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlobPut"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}size\0\u{1}offset\0\u{1}data\0\u{1}replicas\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.replicas) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hash.isEmpty {
+      try visitor.visitSingularStringField(value: self.hash, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 2)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
+    }
+    if self.replicas != 0 {
+      try visitor.visitSingularUInt32Field(value: self.replicas, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireBlobPut, rhs: WireBlobPut) -> Bool {
+    if lhs.hash != rhs.hash {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.replicas != rhs.replicas {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireBlobStored: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlobStored"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}received\0\u{1}complete\0\u{1}holders\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.received) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      case 4: try { try decoder.decodeRepeatedFixed64Field(value: &self.holders) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hash.isEmpty {
+      try visitor.visitSingularStringField(value: self.hash, fieldNumber: 1)
+    }
+    if self.received != 0 {
+      try visitor.visitSingularUInt64Field(value: self.received, fieldNumber: 2)
+    }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 3)
+    }
+    if !self.holders.isEmpty {
+      try visitor.visitPackedFixed64Field(value: self.holders, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireBlobStored, rhs: WireBlobStored) -> Bool {
+    if lhs.hash != rhs.hash {return false}
+    if lhs.received != rhs.received {return false}
+    if lhs.complete != rhs.complete {return false}
+    if lhs.holders != rhs.holders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireBlobGet: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlobGet"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}offset\0\u{1}length\0\u{1}holders\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.length) }()
+      case 4: try { try decoder.decodeRepeatedFixed64Field(value: &self.holders) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hash.isEmpty {
+      try visitor.visitSingularStringField(value: self.hash, fieldNumber: 1)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 2)
+    }
+    if self.length != 0 {
+      try visitor.visitSingularUInt32Field(value: self.length, fieldNumber: 3)
+    }
+    if !self.holders.isEmpty {
+      try visitor.visitPackedFixed64Field(value: self.holders, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireBlobGet, rhs: WireBlobGet) -> Bool {
+    if lhs.hash != rhs.hash {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.length != rhs.length {return false}
+    if lhs.holders != rhs.holders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireBlobChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BlobChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}offset\0\u{1}size\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.hash.isEmpty {
+      try visitor.visitSingularStringField(value: self.hash, fieldNumber: 1)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 2)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 3)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireBlobChunk, rhs: WireBlobChunk) -> Bool {
+    if lhs.hash != rhs.hash {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireLogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}offset\0\u{3}max_bytes\0\u{1}forwarded\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxBytes) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.forwarded) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
+    }
+    if self.maxBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxBytes, fieldNumber: 4)
+    }
+    if self.forwarded != false {
+      try visitor.visitSingularBoolField(value: self.forwarded, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireLogRequest, rhs: WireLogRequest) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs.forwarded != rhs.forwarded {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireLogChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}attempt\0\u{1}offset\0\u{1}data\0\u{1}complete\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 1)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 2)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 3)
+    }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireLogChunk, rhs: WireLogChunk) -> Bool {
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.complete != rhs.complete {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,88 @@
+import Foundation
+import MeshCore
+import MeshWire
+
+extension MeshClient {
+    /// Jobs as the coordinator has them (all, or these).
+    public func jobs(_ ids: [JobID] = [], local: Bool = false, timeout: Duration = .seconds(10)) throws(ClientError) -> [Job] {
+        var request = WireStatusRequest()
+        request.local = local
+        request.jobs = true
+        request.jobIds = ids
+        let reply = try call(.statusRequest(request), timeout: timeout)
+        guard case .statusReply(let status) = reply.body else { throw .unexpectedReply(address) }
+        var out: [Job] = []
+        for w in status.jobs {
+            do { out.append(try Wire.job(w)) } catch { throw .badReply(address, error) }
+        }
+        return out
+    }
+
+    /// Uploads a file as a content-addressed blob; the agent stores it on `replicas` live nodes
+    /// before answering. Returns the nodes that hold it.
+    public func putBlob(_ path: String, hash: String, size: UInt64, replicas: Int, timeout: Duration = .seconds(120)) throws(ClientError) -> [NodeID] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .transport(address, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        let chunkSize = 1 << 20
+        var offset: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: chunkSize)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, chunkSize, off_t(offset)) }
+            guard n >= 0 else { throw .transport(address, "cannot read \(path): \(String(cString: strerror(errno)))") }
+            var p = WireBlobPut()
+            p.hash = hash
+            p.size = size
+            p.offset = offset
+            p.data = Data(buffer[0..<n])
+            p.replicas = UInt32(replicas)
+            let reply = try call(.blobPut(p), timeout: timeout)
+            guard case .blobStored(let s) = reply.body else { throw .unexpectedReply(address) }
+            if s.complete { return s.holders.map(NodeID.init) }
+            guard n > 0, s.received == offset + UInt64(n) else { throw .unexpectedReply(address) }
+            offset = s.received
+        }
+    }
+
+    /// Downloads a blob (the agent fetches it from `holders` if it lacks it) into `file`, and
+    /// checks its hash.
+    public func getBlob(_ hash: String, holders: [NodeID], to file: String, timeout: Duration = .seconds(60)) throws(ClientError) {
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .transport(address, "cannot write \(file): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        var hasher = SHA256Hasher()
+        var offset: UInt64 = 0
+        while true {
+            var g = WireBlobGet()
+            g.hash = hash
+            g.offset = offset
+            g.length = 1 << 20
+            g.holders = holders.map(\.rawValue)
+            let reply = try call(.blobGet(g), timeout: timeout)
+            guard case .blobChunk(let c) = reply.body, c.offset == offset else { throw .unexpectedReply(address) }
+            let bytes = Array(c.data)
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard written == bytes.count else { throw .transport(address, "cannot write \(file): \(String(cString: strerror(errno)))") }
+            hasher.update(bytes)
+            offset += UInt64(bytes.count)
+            if offset >= c.size { break }
+            guard !bytes.isEmpty else { throw .unexpectedReply(address) }
+        }
+        let got = hasher.finish()
+        guard got == hash else { throw .transport(address, "the downloaded blob hashes to \(got), not \(hash)") }
+    }
+
+    /// Part of a job's log from `offset`: which attempt, the bytes, and whether that is the end.
+    public func log(job: JobID, attempt: Int = 0, offset: UInt64, maxBytes: Int = 1 << 20, timeout: Duration = .seconds(10))
+        throws(ClientError) -> (attempt: Int, data: [UInt8], complete: Bool)
+    {
+        var r = WireLogRequest()
+        r.job = job
+        r.attempt = UInt32(attempt)
+        r.offset = offset
+        r.maxBytes = UInt32(maxBytes)
+        let reply = try call(.logRequest(r), timeout: timeout)
+        guard case .logChunk(let c) = reply.body else { throw .unexpectedReply(address) }
+        return (Int(c.attempt), Array(c.data), c.complete)
+    }
+}

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import MeshAgent
+import MeshCore
+
+/// `mesh submit [options] -- CMD…`
+struct SubmitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Run an experiment on an idle node of the mesh, on the code of this checkout.",
+        discussion: """
+            In a git checkout, the tracked and untracked-but-not-ignored files are packed into a bundle \
+            (remote, commit and `git diff --stat HEAD` are recorded) that is stored on two live nodes before \
+            the job is acknowledged; the command runs in the same subdirectory of the workspace. The job sees \
+            MESH_JOB_ID, MESH_ATTEMPT, MESH_NODE and CUDA_VISIBLE_DEVICES. Lines `RESULTS: PATH` on its output \
+            and --results globs name result files, which are kept on the worker and copied to this agent.
+
+            Exit codes: 0 submitted (with --wait: the job's own exit code, 1 if it failed otherwise), 1 refused, \
+            64 usage, 69 mesh unreachable, 75 no coordinator in time.
+            """
+    )
+
+    @Option(name: .long, help: "A name for the job (default: the command).") var name: String?
+    @Option(name: .customLong("class"), help: "Run only on nodes of this class.") var nodeClass: String = ""
+    @Option(name: .long, help: ArgumentHelp("Run only on nodes with this label (repeatable).", valueName: "K=V")) var label: [String] = []
+    @Option(name: .long, help: "Slots the job takes on its node.") var slots: Int = 1
+    @Option(name: .long, help: "GPUs (given to it in CUDA_VISIBLE_DEVICES).") var gpus: Int = 0
+    @Option(name: .long, help: "CPUs the node must have.") var cpus: Int = 0
+    @Option(name: .long, help: ArgumentHelp("Memory the node must have, in MiB or with G/M.", valueName: "SIZE")) var mem: String?
+    @Option(name: .long, help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "K=V")) var env: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Stop it after this long (SIGTERM, then SIGKILL).", valueName: "DURATION")) var timeout: TimeSpan?
+    @Option(name: .long, help: "Run a failed attempt again up to N times.") var retries: Int = 0
+    @Option(name: .long, help: "Higher runs first.") var priority: Int = 0
+    @Option(name: .long, help: ArgumentHelp("Result files (a glob relative to where it runs; repeatable).", valueName: "GLOB")) var results: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Pack this directory instead of the git checkout.", valueName: "DIR")) var code: String?
+    @Flag(name: .long, help: "Send no code: the job runs in an empty workspace.") var noCode = false
+    @Option(name: .long, help: ArgumentHelp("Start only after this job succeeded (repeatable; `last` works).", valueName: "JOB")) var after: [String] = []
+    @Option(name: .long, help: ArgumentHelp("How long the worker may be out of touch before the job is stopped (and run elsewhere after a grace).", valueName: "DURATION")) var lease: TimeSpan?
+    @Flag(name: .long, help: "Submit it held: it waits for `mesh release`.") var hold = false
+    @Flag(name: .long, help: "Wait until it ends; exit with its exit code.") var wait = false
+    @Flag(name: .long, help: "Stream its log until it ends (implies --wait).") var follow = false
+    @Flag(name: .long, help: "Print the job as JSON.") var json = false
+    @Flag(name: .long, help: "Show what would be submitted, and submit nothing.") var dryRun = false
+    @Option(name: .long, help: ArgumentHelp("Largest code bundle to send, in MiB.", valueName: "MiB")) var maxBundle: UInt64 = 256
+
+    @OptionGroup var data: DataOptions
+    @OptionGroup var remote: RemoteOptions
+
+    @Argument(parsing: .captureForPassthrough, help: "The command (after --).") var command: [String] = []
+
+    var argv: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
+
+    func validate() throws {
+        guard !argv.isEmpty else { throw ValidationError("no command: put it after --, e.g. mesh submit -- python train.py") }
+        guard slots >= 1, slots <= 10_000 else { throw ValidationError("--slots must be from 1 to 10000") }
+        guard gpus >= 0, cpus >= 0, retries >= 0, retries <= 100 else { throw ValidationError("--gpus, --cpus and --retries (at most 100) cannot be negative") }
+        for l in label + env where !l.contains("=") { throw ValidationError("'\(l)' is not K=V") }
+        if mem != nil, memoryMB == nil { throw ValidationError("--mem takes a size such as 4096, 4G or 512M") }
+        if code != nil, noCode { throw ValidationError("--code and --no-code cannot go together") }
+        for r in results where r.hasPrefix("/") || r.split(separator: "/").contains("..") {
+            throw ValidationError("--results '\(r)' must stay inside the workspace (relative, no '..')")
+        }
+    }
+
+    var memoryMB: Int? {
+        guard let mem else { return 0 }
+        let t = mem.uppercased()
+        if let v = Int(t) { return v }
+        if t.hasSuffix("G"), let v = Double(t.dropLast()) { return Int(v * 1024) }
+        if t.hasSuffix("M"), let v = Int(t.dropLast()) { return v }
+        return nil
+    }
+
+    func run() throws {
+        Logging.bootstrap(nil)
+        try reportingErrors {
+            let snapshot = try noCode ? nil : CodeSnapshot.take(from: code ?? FileManager.default.currentDirectoryPath, plainDirectory: code != nil)
+            var spec = JobSpec(
+                name: name ?? argv.joined(separator: " ").prefix(60).description, command: argv,
+                env: Dictionary(env.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
+                resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass,
+                labels: Dictionary(label.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
+                timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
+                priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
+                leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold,
+                workdir: snapshot?.workdir ?? "")
+            var provenance = snapshot?.provenance ?? Provenance()
+            provenance.submitter = "\(ProcessInfo.processInfo.environment["USER"] ?? "user")@\(ProcessInfo.processInfo.hostName)"
+            if dryRun {
+                print("would submit: \(spec.command.joined(separator: " "))")
+                print("  name \(spec.name), slots \(spec.resources.slots), gpus \(spec.resources.gpus), class '\(spec.nodeClass)', retries \(spec.retries)")
+                if let s = snapshot {
+                    print("  code: \(s.provenance.code.rawValue) \(s.provenance.directory), \(s.entries.count) files, runs in ./\(s.workdir)")
+                    if !s.provenance.commit.isEmpty { print("  commit \(s.provenance.commit) (\(s.provenance.branch))\(s.provenance.diffSummary.isEmpty ? "" : ", with uncommitted changes")") }
+                } else {
+                    print("  code: none")
+                }
+                return
+            }
+            let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
+            defer { client.close() }
+            if let snapshot {
+                let tmp = NSTemporaryDirectory() + "mesh-bundle-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+                defer { unlink(tmp) }
+                let packed: (hash: String, size: UInt64, skipped: [String])
+                do {
+                    packed = try Archive.pack(snapshot.entries, to: tmp, limit: maxBundle << 20)
+                } catch ArchiveError.tooLarge {
+                    throw SubmitRefused(message: "the code in \(snapshot.provenance.directory) is over \(maxBundle) MiB; leave data out of the checkout (.gitignore), pass --code DIR, or raise --max-bundle")
+                }
+                let holders = try client.putBlob(tmp, hash: packed.hash, size: packed.size, replicas: 2)
+                provenance.bundle = BlobRef(hash: packed.hash, size: packed.size, holders: holders)
+            }
+            let (outcome, _) = try client.write(.submit(spec, provenance, at: 0, via: NodeID(0)))
+            guard case .created(let ids, _) = outcome, let id = ids.first else {
+                if case .rejected(let why) = outcome { throw SubmitRefused(message: why) }
+                throw SubmitRefused(message: "the coordinator did not create a job")
+            }
+            JobReference.remember(id, data: data)
+            spec.name = spec.name.isEmpty ? "job" : spec.name
+            if json {
+                try printJSON(JobView(try client.jobs([id]).first!))
+            } else if !wait && !follow {
+                print("submitted job \(id) (\(spec.name))\(provenance.bundle.map { ", code \($0.hash.prefix(12)) on \($0.holders.count) node\($0.holders.count == 1 ? "" : "s")" } ?? "")")
+            }
+            if follow { try LogsCommand.stream(client: client, job: id, attempt: 0, follow: true) }
+            if wait || follow { throw ExitCode(try JobWaiter.wait(client: client, job: id, quiet: follow)) }
+        }
+    }
+}
+
+struct SubmitRefused: UserFacingError {
+    var message: String
+    var exitCode: Int32 { ExitStatus.error }
+    var description: String { message }
+}
+
+/// A job on the command line: a number, or `last` (the last one submitted from this machine).
+enum JobReference {
+    static func file(_ data: DataOptions) -> String { data.directory.path + "/last-job" }
+
+    static func resolve(_ text: String, data: DataOptions) throws -> JobID {
+        if text == "last" {
+            guard let s = try? String(contentsOfFile: file(data), encoding: .utf8), let id = JobID(s.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw ValidationError("no job has been submitted from this machine yet (no \(file(data)))")
+            }
+            return id
+        }
+        guard let id = JobID(text.hasPrefix("#") ? String(text.dropFirst()) : text), id > 0 else {
+            throw ValidationError("'\(text)' is not a job: give its number (as `mesh jobs` shows it) or `last`")
+        }
+        return id
+    }
+
+    static func remember(_ id: JobID, data: DataOptions) {
+        try? FileManager.default.createDirectory(atPath: data.directory.path, withIntermediateDirectories: true)
+        try? "\(id)\n".write(toFile: file(data), atomically: true, encoding: .utf8)
+    }
+}
+
+enum JobWaiter {
+    /// Polls until the job ends; returns the exit code `--wait` exits with.
+    static func wait(client: MeshClient, job: JobID, quiet: Bool) throws -> Int32 {
+        var last: JobState?
+        while true {
+            if let j = try? client.jobs([job]).first {
+                if j.state != last, !quiet { FileHandleWriter.stderr("job \(job): \(j.state.rawValue)\(j.reason.isEmpty ? "" : " (\(j.reason))")\n") }
+                last = j.state
+                if j.state.isTerminal {
+                    if quiet { FileHandleWriter.stderr("job \(job): \(j.state.rawValue)\(j.reason.isEmpty ? "" : " (\(j.reason))")\n") }
+                    if case .exited(let c)? = j.current?.outcome { return c }
+                    return j.state == .succeeded ? 0 : 1
+                }
+            }
+            usleep(100_000)
+        }
+    }
+}
