@@ -184,7 +184,8 @@ final class JobsShell {
         let attemptSpec = AttemptSpec(
             job: key.job, attempt: key.attempt, node: name, command: spec.command, env: spec.env, workdir: spec.workdir,
             timeoutSeconds: spec.timeoutSeconds, results: spec.results, gpus: gpus, logLimit: settings.logLimit,
-            resultsLimit: settings.resultsLimit, killGrace: settings.killGrace)
+            resultsLimit: settings.resultsLimit,
+            killGrace: consensus.state.settings["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace)
         do {
             try files.write(attemptSpec, files.spec)
         } catch {

@@ -50,6 +50,7 @@ struct SetCommand: ParsableCommand {
             voter_grace_seconds: how long a voter may be dead before it is replaced (default 30).
             lease_seconds: how long a worker may be out of touch with the coordinator before it stops its jobs (default 60).
             lease_grace_seconds: added to the lease before the coordinator runs such jobs elsewhere (default 15).
+            kill_grace_seconds: between SIGTERM and SIGKILL when a job is stopped (default 10).
             """
     )
 
@@ -70,10 +71,12 @@ struct SetCommand: ParsableCommand {
             guard let n = Double(value), n >= 1 else { throw ValidationError("voter_grace_seconds is a number of seconds, at least 1") }
         case "lease_seconds":
             guard let n = Double(value), n >= 1 else { throw ValidationError("lease_seconds is a number of seconds, at least 1") }
+        case "kill_grace_seconds":
+            guard let n = Double(value), n >= 0 else { throw ValidationError("kill_grace_seconds is a number of seconds") }
         case "lease_grace_seconds":
             guard let n = Double(value), n >= 0 else { throw ValidationError("lease_grace_seconds is a number of seconds") }
         default:
-            throw ValidationError("unknown setting '\(key)'; known: max_voters, voter_grace_seconds, lease_seconds, lease_grace_seconds")
+            throw ValidationError("unknown setting '\(key)'; known: max_voters, voter_grace_seconds, lease_seconds, lease_grace_seconds, kill_grace_seconds")
         }
     }
 

@@ -51,6 +51,9 @@ struct SubmitCommand: ParsableCommand {
     var argv: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
 
     func validate() throws {
+        if let first = command.first, first != "--", first.hasPrefix("-") {
+            throw ValidationError("unknown option '\(first)' (the job's command goes after --)")
+        }
         guard !argv.isEmpty else { throw ValidationError("no command: put it after --, e.g. mesh submit -- python train.py") }
         guard slots >= 1, slots <= 10_000 else { throw ValidationError("--slots must be from 1 to 10000") }
         guard gpus >= 0, cpus >= 0, retries >= 0, retries <= 100 else { throw ValidationError("--gpus, --cpus and --retries (at most 100) cannot be negative") }

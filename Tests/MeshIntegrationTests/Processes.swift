@@ -101,7 +101,19 @@ final class Scratch: @unchecked Sendable {
         for d in dirs where FileManager.default.fileExists(atPath: dir.sub(d) + "/agent.pid") {
             AgentLauncher.stop(DataDirectory(path: dir.sub(d)), grace: .seconds(3))
         }
+        // Supervisors and jobs outlive their agents by design: stop every process started here.
+        killProcesses(under: dir.path)
         dir.remove()
+    }
+}
+
+/// SIGKILL to every process whose command line or working directory is under `path`.
+func killProcesses(under path: String) {
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = Int32(name), pid != getpid() else { continue }
+        let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? ""
+        if cmdline.contains(path) || cwd.hasPrefix(path) { kill(pid, SIGKILL) }
     }
 }
 
