@@ -7,7 +7,11 @@
 //                (kill → new coordinator, kill → next write acknowledged), write latency through a
 //                follower next to a ping of the same follower
 //
-//   swift run -c release ClusterBenchmark [sim|processes|coordinator|all] [--runs N] [--agents N]
+//   jobs         jobs with real agents: submit → acknowledged, submit → the job's process running
+//                (as the process itself records it), 1,000 no-op jobs end to end next to GNU parallel
+//                running the same 1,000 commands with the same slots
+//
+//   swift run -c release ClusterBenchmark [sim|processes|coordinator|jobs|all] [--runs N] [--agents N]
 import Foundation
 import MeshAgent
 import MeshCore
@@ -91,7 +95,10 @@ final class Agents {
     var addresses: [String] = []
     let binary: String
 
-    init(count: Int) throws {
+    var extra: [String] = []
+
+    init(count: Int, extra: [String] = []) throws {
+        self.extra = extra
         var t = Array("/tmp/mb-XXXXXX".utf8CString)
         _ = mkdtemp(&t)
         root = String(decoding: t.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -116,7 +123,7 @@ final class Agents {
         let seeds = i == 0 || restart ? [] : ["--join", addresses[0]]
         let listen = restart ? addresses[i] : "127.0.0.1:0"
         unlink(dirs[i] + "/agent.endpoint")
-        let p = try ChildProcess.spawn(binary, ["agent", "--data-dir", dirs[i], "--name", "n\(i)", "--listen", listen] + seeds,
+        let p = try ChildProcess.spawn(binary, ["agent", "--data-dir", dirs[i], "--name", "n\(i)", "--listen", listen] + seeds + extra,
                                        stdout: dirs[i] + ".log", stderr: dirs[i] + ".log")
         processes[i] = p
         for _ in 0..<1000 {
@@ -282,3 +289,78 @@ func coordinator() throws {
 if mode == "sim" || mode == "all" { simulation() }
 if mode == "processes" || mode == "all" { try processes() }
 if mode == "coordinator" || mode == "all" { try coordinator() }
+if mode == "jobs" || mode == "all" { try jobs() }
+
+func jobs() throws {
+    let n = intOption("--agents") ?? 3
+    let slots = intOption("--slots") ?? 2
+    let count = intOption("--jobs") ?? 1000
+    print("== jobs: \(n) real agents on loopback, \(slots) slots each; GNU parallel -j \(n * slots) as the local floor")
+    let a = try Agents(count: n, extra: ["--slots", "\(slots)"])
+    defer { a.stopAll() }
+    guard a.wait(.seconds(60), { (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n && $0.nodes.count == n } ?? false } }) != nil else {
+        print("no coordinator")
+        return
+    }
+    let leader = (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID } ?? false } ?? 0
+    let f = (leader + 1) % n
+    let secret = try DataDirectory(path: a.dirs[f]).readKey()
+    let client = try MeshClient(address: DataDirectory(path: a.dirs[f]).localAddress, secret: secret)
+    defer { client.close() }
+    let marks = a.root + "/marks"
+    try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
+    func wallNanos() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+    // Latency: one job at a time, submitted through a follower.
+    var acks: [Double] = [], running: [Double] = []
+    for i in 0..<(runs * 20) {
+        let mark = marks + "/\(i)"
+        let t0 = wallNanos()
+        let (outcome, _) = try client.write(.submit(JobSpec(command: ["sh", "-c", "date +%s%N > \(mark)"]), Provenance(), at: 0, via: NodeID(0)))
+        acks.append(Double(wallNanos() - t0) / 1e9)
+        guard case .created = outcome else { print("submit refused: \(outcome)"); return }
+        var seen: Int64?
+        for _ in 0..<5000 {
+            if let t = (try? String(contentsOfFile: mark, encoding: .utf8)).flatMap({ Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) { seen = t; break }
+            usleep(1000)
+        }
+        guard let seen else { print("job \(i) never ran"); return }
+        running.append(Double(seen - t0) / 1e9)
+        usleep(20_000)
+    }
+    print("submit → acknowledged (through a follower): \(millis(acks))")
+    print("submit → the job's process running (its own clock reading): \(millis(running))")
+
+    // Throughput: \(count) no-op jobs, end to end, next to GNU parallel, interleaved.
+    var meshRates: [Double] = [], parallelRates: [Double] = []
+    for round in 0..<runs {
+        let t0 = ContinuousClock.now
+        var ids: [JobID] = []
+        for _ in 0..<count {
+            let (outcome, _) = try client.write(.submit(JobSpec(command: ["true"]), Provenance(), at: 0, via: NodeID(0)))
+            if case .created(let c, _) = outcome { ids += c }
+        }
+        let last = ids.max() ?? 0
+        let first = ids.min() ?? 0
+        while true {
+            let js = (try? client.jobs(Array(first...last))) ?? []
+            if js.count == ids.count, js.allSatisfy({ $0.state.isTerminal }) {
+                let bad = js.filter { $0.state != .succeeded }.count
+                if bad > 0 { print("round \(round): \(bad) jobs did not succeed") }
+                break
+            }
+            usleep(50_000)
+        }
+        meshRates.append(Double(count) / (ContinuousClock.now - t0).seconds)
+        let p0 = ContinuousClock.now
+        let p = try ChildProcess.spawn("/bin/sh", ["-c", "seq \(count) | parallel -j \(n * slots) true"], stdout: "/dev/null", stderr: "/dev/null")
+        _ = p.wait(timeout: .seconds(600))
+        parallelRates.append(Double(count) / (ContinuousClock.now - p0).seconds)
+        print(String(format: "round %d: mesh %.0f jobs/s, GNU parallel %.0f jobs/s", round, meshRates.last!, parallelRates.last!))
+    }
+    let m = meshRates.sorted()[meshRates.count / 2], g = parallelRates.sorted()[parallelRates.count / 2]
+    print(String(format: "%d no-op jobs end to end (median of %d): mesh %.0f jobs/s, GNU parallel %.0f jobs/s, ratio mesh/parallel %.2f", count, runs, m, g, m / g))
+}
