@@ -41,7 +41,7 @@ final class BlobStore {
     func receive(hash: String, size: UInt64, offset: UInt64, data: [UInt8], limit: UInt64) throws(BlobError) -> (received: UInt64, complete: Bool) {
         guard SHA256Hasher.isHash(hash) else { throw .bad("'\(hash)' is not a SHA-256") }
         if has(hash) { return (size, true) }
-        guard size <= limit else { throw .bad("the blob is \(ByteCount(size)), over this mesh's limit of \(ByteCount(limit)) (mesh set max_bundle_mb)") }
+        guard size <= limit else { throw .bad("the blob is \(ByteCount(size)), over this agent's limit of \(ByteCount(limit))") }
         if offset == 0, let old = incoming.removeValue(forKey: hash) { close(old.fd) }
         if incoming[hash] == nil {
             guard offset == 0 else { throw .bad("chunk at \(offset) of a blob not being received") }

@@ -40,7 +40,10 @@ public struct CodeSnapshot {
             p.remote = (try? git(["remote", "get-url", "origin"], in: top))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             p.commit = (try? git(["rev-parse", "HEAD"], in: top))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             p.branch = (try? git(["rev-parse", "--abbrev-ref", "HEAD"], in: top))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            p.diffSummary = (try? git(["diff", "--stat", "HEAD"], in: top))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            // `git diff HEAD` itself (the bundle has the files; this says what differs from the commit).
+            var diff = (try? git(["diff", "HEAD"], in: top)) ?? ""
+            if diff.utf8.count > 256 << 10 { diff = String(diff.utf8.prefix(256 << 10))! + "\n[diff truncated at 256 KiB]\n" }
+            p.diffSummary = diff
             p.directory = top
             let rel = cwd == top ? "" : String(cwd.dropFirst(top.count + 1))
             return CodeSnapshot(provenance: p, workdir: rel,

@@ -160,6 +160,7 @@ struct ShowCommand: ParsableCommand {
 
     @Argument(help: "The job (a number or `last`).") var job: String
     @Flag(name: .long, help: "JSON.") var json = false
+    @Flag(name: .long, help: "Print the uncommitted changes (`git diff HEAD` at submit time) only.") var diff = false
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
 
@@ -168,6 +169,7 @@ struct ShowCommand: ParsableCommand {
         try withClient(data, remote) { client in
             guard let j = try client.jobs([id]).first else { throw SubmitRefused(message: "no job \(id)") }
             let names = nodeNames(client)
+            if diff { return print(j.provenance.diffSummary, terminator: "") }
             if json { return try printJSON(JobView(j, names: names)) }
             print("job \(j.id): \(j.displayName)")
             print("  state      \(j.state.rawValue)\(j.reason.isEmpty ? "" : " (\(j.reason))")")
@@ -179,7 +181,10 @@ struct ShowCommand: ParsableCommand {
             case .directory: print("  code       directory \(p.directory)")
             case .none: print("  code       none")
             }
-            if !p.diffSummary.isEmpty { p.diffSummary.split(separator: "\n").forEach { print("             \($0)") } }
+            if !p.diffSummary.isEmpty {
+                let files = p.diffSummary.split(separator: "\n").filter { $0.hasPrefix("diff --git ") }.map { $0.split(separator: " ").last.map { String($0.dropFirst(2)) } ?? "" }
+                print("             \(files.joined(separator: ", ")) (mesh show \(j.id) --diff)")
+            }
             if let b = p.bundle { print("  bundle     \(b.hash.prefix(16)) \(ByteCount(b.size)) on \(b.holders.map { names[$0] ?? "\($0)" }.joined(separator: ", "))") }
             print("  resources  \(j.spec.resources.slots) slot(s), \(j.spec.resources.gpus) GPU(s)\(j.spec.nodeClass.isEmpty ? "" : ", class \(j.spec.nodeClass)"), retries \(j.spec.retries)\(j.spec.timeoutSeconds > 0 ? ", timeout \(j.spec.timeoutSeconds) s" : "")")
             if !j.spec.after.isEmpty { print("  after      \(j.spec.after.map(String.init).joined(separator: ", "))") }

@@ -44,17 +44,25 @@ struct RemoteOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Cluster key file to use (default: the data directory's).", valueName: "FILE"))
     var key: String?
 
+    @Option(name: .long, help: ArgumentHelp("A join token: its key, and (without --to) its first agent.", valueName: "TOKEN"))
+    var token: String?
+
     func validate() throws {
         if let to { do { _ = try AgentAddress(parsing: to, defaultHost: "127.0.0.1") } catch { throw ValidationError(error.description) } }
+        if let token { do { _ = try JoinToken(text: token) } catch { throw ValidationError(error.description) } }
+        if token != nil, key != nil { throw ValidationError("--token and --key cannot go together") }
     }
 
-    /// `--to`, else this host's agent over its local socket.
+    /// `--to`, else the token's first agent, else this host's agent over its local socket.
     func target(_ data: DataOptions) throws -> AgentAddress {
-        try to.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") } ?? data.directory.localAddress
+        if let to { return try AgentAddress(parsing: to, defaultHost: "127.0.0.1") }
+        if let token, let first = try JoinToken(text: token).seeds.first { return first }
+        return data.directory.localAddress
     }
 
     func secret(_ data: DataOptions) throws -> ClusterSecret {
-        try loadSecret(keyFile: key, data: data).secret
+        if let token { return try JoinToken(text: token).secret }
+        return try loadSecret(keyFile: key, data: data).secret
     }
 }
 
