@@ -48,6 +48,7 @@ final class JobsShell {
     private var worker: Worker
     private var ready = false
     private var local: [Worker.Key: LocalAttempt] = [:]
+    private var stoppedEarly: [Worker.Key: Worker.StopReason] = [:]
     private var pollTimer: TimerID?
 
     private var reporter = ClusterState.ClientID(UInt64.random(in: 1 ... .max))
@@ -169,7 +170,19 @@ final class JobsShell {
         return s
     }
 
-    private func start(_ key: Worker.Key, _ spec: JobSpec, _ provenance: Provenance, gpus: [Int], loop: TransportLoop) {
+    private func start(_ key: Worker.Key, _ spec: JobSpec, _ provenance: Provenance, gpus: [Int], loop: TransportLoop, tries: Int = 0) {
+        // A coordinator that has just been elected confirms its lease within a heartbeat or two:
+        // wait for it (up to 2 s) rather than give the attempt up.
+        if consensus.instance.leaseAnchor.map({ $0 + lease(for: spec) > BootClock.now() }) != true, tries < 40 {
+            loop.schedule(after: .milliseconds(50)) { [weak self] loop in
+                guard let self, self.worker.running.contains(key), self.local[key] == nil else { return }
+                if let reason = self.stoppedEarly.removeValue(forKey: key) {
+                    return self.ended(key, reason == .cancelled ? .cancelled : .lost("superseded before it started"), loop: loop)
+                }
+                self.start(key, spec, provenance, gpus: gpus, loop: loop, tries: tries + 1)
+            }
+            return
+        }
         let files = AttemptFiles(directory: attemptsDirectory + "/" + AttemptFiles.name(key))
         let via = consensus.state.jobs[key.job]?.submittedVia ?? id
         var a = LocalAttempt(phase: .preparing, files: files, lease: lease(for: spec), via: via)
@@ -249,7 +262,11 @@ final class JobsShell {
     }
 
     private func stop(_ key: Worker.Key, _ reason: Worker.StopReason, loop: TransportLoop) {
-        guard var a = local[key] else { return }
+        guard var a = local[key] else {
+            // Still waiting for a lease to start under.
+            stoppedEarly[key] = reason
+            return
+        }
         a.stopRequested = reason
         local[key] = a
         switch a.phase {
