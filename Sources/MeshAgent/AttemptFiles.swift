@@ -26,6 +26,14 @@ struct AttemptFiles {
     var resultsArchive: String { directory + "/results.archive" }
     var result: String { directory + "/result.json" }
 
+    /// The supervisor's pid and start time, once it has written them.
+    func supervisor() -> (pid: Int32, start: UInt64)? {
+        guard let text = try? String(contentsOfFile: supervisorPID, encoding: .utf8) else { return nil }
+        let parts = text.split(whereSeparator: \.isWhitespace)
+        guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return nil }
+        return (pid, start)
+    }
+
     static func name(_ key: Worker.Key) -> String { "\(key.job).\(key.attempt)" }
 
     static func key(_ name: String) -> Worker.Key? {

@@ -9,7 +9,7 @@ final class BlobStore {
 
     init(directory: String) throws(ArchiveError) {
         self.directory = directory
-        for d in [directory, directory + "/incoming", directory + "/tmp"] where mkdir(d, 0o700) != 0 && errno != EEXIST {
+        for d in [directory, directory + "/incoming"] where mkdir(d, 0o700) != 0 && errno != EEXIST {
             throw .io(d, errno)
         }
         // Partial blobs from before a restart are of no use.
@@ -19,9 +19,6 @@ final class BlobStore {
     }
 
     func path(_ hash: String) -> String { directory + "/" + hash }
-
-    /// A fresh path for building a file that `adopt` then files under its hash.
-    func temporaryPath() -> String { directory + "/tmp/\(UInt64.random(in: 1 ... .max))" }
 
     func size(_ hash: String) -> UInt64? {
         guard SHA256Hasher.isHash(hash) else { return nil }

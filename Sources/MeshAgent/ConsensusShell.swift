@@ -405,7 +405,7 @@ final class ConsensusShell {
             reply.jobs = ids.isEmpty ? state.jobList.map(Wire.wire) : ids.compactMap { state.jobs[$0] }.map(Wire.wire)
         } else {
             // The summary `mesh status` shows: what runs and what waits.
-            reply.jobs = state.jobList.filter { !$0.state.isTerminal }.map(Wire.wire)
+            reply.jobs = state.jobs.values.filter { !$0.state.isTerminal }.sorted { $0.id < $1.id }.map(Wire.wire)
         }
         return reply
     }

@@ -49,6 +49,8 @@ final class JobsShell {
     private var ready = false
     private var local: [Worker.Key: LocalAttempt] = [:]
     private var stoppedEarly: [Worker.Key: Worker.StopReason] = [:]
+    /// Supervisors this agent started (its children), until they are reaped.
+    private var supervisors: [pid_t: Worker.Key] = [:]
     private var pollTimer: TimerID?
 
     private var reporter = ClusterState.ClientID(UInt64.random(in: 1 ... .max))
@@ -72,17 +74,18 @@ final class JobsShell {
         var files: AttemptFiles
         var lease: Duration
         var leaseWritten: Instant = .zero
+        var since = ContinuousClock.now
         /// Our child (0: adopted after a restart, not ours to reap).
         var supervisor: pid_t = 0
         var supervisorIdentity: (pid: Int32, start: UInt64)?
         var startedReported = false
         var stopRequested: Worker.StopReason?
-        var via: NodeID
+        /// The node that took the submission (nil: look it up when needed).
+        var via: NodeID?
     }
 
     struct PeerCall {
         var handler: (Result<WireEnvelope, CallFailure>) -> Void
-        var deadline: ContinuousClock.Instant
     }
 
     init(id: NodeID, name: String, consensus: ConsensusShell, membership: MembershipShell, directory: DataDirectory,
@@ -110,17 +113,15 @@ final class JobsShell {
             let files = AttemptFiles(directory: attemptsDirectory + "/" + name)
             guard !FileManager.default.fileExists(atPath: files.directory + "/reported"),
                   FileManager.default.fileExists(atPath: files.spec) else { continue }
-            var a = LocalAttempt(phase: .running, files: files, lease: .seconds(60), via: id)
-            if let text = try? String(contentsOfFile: files.supervisorPID, encoding: .utf8) {
-                let parts = text.split(whereSeparator: \.isWhitespace)
-                if parts.count == 2, let pid = Int32(parts[0]), let t = UInt64(parts[1]) { a.supervisorIdentity = (pid, t) }
-            }
-            a.startedReported = false
+            // Its lease and the node that took its submission are read from the state as it comes.
+            var a = LocalAttempt(phase: .running, files: files, lease: .zero, via: nil)
+            a.supervisorIdentity = files.supervisor()
             local[key] = a
             worker.adopt(key)
             logger.info("adopted an attempt that outlived the previous agent", metadata: ["attempt": "\(key)"])
         }
         schedulePoll(loop)
+        scheduleManagement(loop)
     }
 
     // MARK: After the state changed
@@ -191,7 +192,7 @@ final class JobsShell {
         guard mkdir(files.directory, 0o700) == 0, mkdir(files.workspace, 0o700) == 0 else {
             return failedToStart(key, "cannot create \(files.directory): \(String(cString: strerror(errno)))", loop: loop)
         }
-        guard renewLease(&a, force: true) else {
+        guard renewLease(key, &a, force: true) else {
             return ended(key, .lost("no lease to start under: this node has not heard from the coordinator"), loop: loop)
         }
         let attemptSpec = AttemptSpec(
@@ -246,6 +247,7 @@ final class JobsShell {
             return failedToStart(key, "cannot start the supervisor \(command[0]): \(String(cString: strerror(rc)))", loop: loop)
         }
         a.supervisor = pid
+        supervisors[pid] = key
         a.phase = .running
         local[key] = a
         schedulePoll(loop)
@@ -277,13 +279,18 @@ final class JobsShell {
     }
 
     /// Writes the lease file if the coordinator's last confirmation moves it on. False if there
-    /// is no lease at all (never heard from a coordinator in this term).
+    /// is no lease at all (never heard from a coordinator in this term). The lease is the one the
+    /// coordinator counts with now (the job's own, else the mesh setting), so an adopted attempt
+    /// or a changed setting can never leave the worker a longer lease than the coordinator allows.
     @discardableResult
-    private func renewLease(_ a: inout LocalAttempt, force: Bool = false) -> Bool {
+    private func renewLease(_ key: Worker.Key, _ a: inout LocalAttempt, force: Bool = false) -> Bool {
+        // Not in the state yet (an adopted attempt before the log caught up): leave its lease be.
+        guard let job = consensus.state.jobs[key.job] else { return true }
+        a.lease = lease(for: job.spec)
         guard let anchor = consensus.instance.leaseAnchor else { return false }
         let expiry = anchor + a.lease
         guard expiry > BootClock.now() else { return false }
-        if force || expiry - a.leaseWritten >= .milliseconds(100) {
+        if force || expiry - a.leaseWritten >= .milliseconds(100) || expiry < a.leaseWritten {
             try? a.files.writeAtomically(a.files.lease, Array("\(expiry.nanoseconds)\n".utf8))
             a.leaseWritten = expiry
         }
@@ -298,21 +305,37 @@ final class JobsShell {
             guard let self else { return }
             self.pollTimer = nil
             self.poll(loop)
-            if !self.local.isEmpty || consensusLeads { self.schedulePoll(loop) }
+            if !self.local.isEmpty || !self.supervisors.isEmpty { self.schedulePoll(loop) }
         }
-        var consensusLeads: Bool { consensus.instance.role == .leader }
+    }
+
+    /// As coordinator: loss detection and scheduling four times a second, besides right after
+    /// entries are applied (leases are seconds long; new work is scheduled on apply).
+    private func scheduleManagement(_ loop: TransportLoop) {
+        loop.schedule(after: .milliseconds(250)) { [weak self] loop in
+            guard let self else { return }
+            if self.consensus.instance.role == .leader { self.manage(loop) }
+            self.scheduleManagement(loop)
+        }
+    }
+
+    /// Reaps the supervisors this agent started that have exited (whatever their attempt's state).
+    private func reapSupervisors() {
+        for pid in supervisors.keys {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) { supervisors[pid] = nil }
+        }
     }
 
     private func poll(_ loop: TransportLoop) {
+        reapSupervisors()
         for key in local.keys.sorted() {
             guard var a = local[key], a.phase == .running else { continue }
-            renewLease(&a)
+            renewLease(key, &a)
             if !a.startedReported, let s = a.files.read(AttemptStarted.self, a.files.started) {
                 a.startedReported = true
-                if a.supervisorIdentity == nil, let text = try? String(contentsOfFile: a.files.supervisorPID, encoding: .utf8) {
-                    let parts = text.split(whereSeparator: \.isWhitespace)
-                    if parts.count == 2, let pid = Int32(parts[0]), let t = UInt64(parts[1]) { a.supervisorIdentity = (pid, t) }
-                }
+                if a.supervisorIdentity == nil { a.supervisorIdentity = a.files.supervisor() }
                 local[key] = a
                 carryOut(worker.started(key, at: s.at), loop: loop)
             }
@@ -330,23 +353,22 @@ final class JobsShell {
                 finish(key, r, loop: loop)
             }
         }
-        if consensus.instance.role == .leader { manage(loop) }
     }
 
     private func supervisorAlive(_ a: inout LocalAttempt) -> Bool {
         if a.supervisor > 0 {
-            var status: Int32 = 0
-            let r = waitpid(a.supervisor, &status, WNOHANG)
-            if r == a.supervisor || (r < 0 && errno == ECHILD) {
-                a.supervisor = 0
-                // Exited: its result file is there unless it was killed.
-                return FileManager.default.fileExists(atPath: a.files.result)
-            }
-            return true
+            guard supervisors[a.supervisor] == nil else { return true }
+            // Exited (and reaped): its result file is there unless it was killed.
+            a.supervisor = 0
+            return FileManager.default.fileExists(atPath: a.files.result)
         }
         if let (pid, start) = a.supervisorIdentity { return ProcessIdentity.alive(pid, startTime: start) }
-        // Adopted before the supervisor wrote its pid: give it its lease to show up.
-        return BootClock.now() - a.leaseWritten < a.lease || a.leaseWritten == .zero
+        // Adopted before the supervisor wrote its pid (it does so first thing): a few seconds.
+        if let s = a.files.supervisor() {
+            a.supervisorIdentity = s
+            return ProcessIdentity.alive(s.pid, startTime: s.start)
+        }
+        return ContinuousClock.now - a.since < .seconds(5)
     }
 
     private func finish(_ key: Worker.Key, _ r: AttemptResult, loop: TransportLoop) {
@@ -365,10 +387,11 @@ final class JobsShell {
         }
         carryOut(worker.ended(key, outcome: r.outcome, results: results, resultsBundle: bundle, logBytes: r.logBytes, at: r.endedAt), loop: loop)
         // A copy of the results and log for the node that took the submission.
-        if let bundle, a.via != id, membership.instance.member(a.via)?.state == .alive {
-            push(bundle.hash, size: bundle.size, to: a.via, loop: loop) { [weak self] ok in
+        if let bundle, let via = a.via ?? consensus.state.jobs[key.job]?.submittedVia, via != id,
+           membership.instance.member(via)?.state == .alive {
+            push(bundle.hash, size: bundle.size, to: via, loop: loop) { [weak self] ok in
                 guard let self, ok else { return }
-                self.reports.append((key, .stored(job: key.job, attempt: key.attempt, node: a.via)))
+                self.reports.append((key, .stored(job: key.job, attempt: key.attempt, node: via)))
                 self.sendReport(loop)
             }
         }
@@ -631,7 +654,7 @@ final class JobsShell {
         guard let address = membership.instance.member(node)?.meta.address else { return handler(.failure(CallFailure("unknown node"))) }
         let requestID = nextCall
         nextCall += 1
-        calls[requestID] = PeerCall(handler: handler, deadline: loop.now + timeout)
+        calls[requestID] = PeerCall(handler: handler)
         membership.peerLinks.send([Wire.encode(body, requestID: requestID)], to: node, address: address, loop: loop)
         loop.schedule(after: timeout) { [weak self] _ in
             guard let c = self?.calls.removeValue(forKey: requestID) else { return }
@@ -645,11 +668,6 @@ final class JobsShell {
         if case .error(let e) = envelope.body { c.handler(.failure(CallFailure(e.message))) } else { c.handler(.success(envelope)) }
         return true
     }
-
-    // MARK: For status
-
-    /// Attempts running here.
-    var running: [Worker.Key] { worker.running }
 
     func stopping(loop: TransportLoop) {
         // Supervisors keep running: they outlive the agent by design, and the next agent adopts them.

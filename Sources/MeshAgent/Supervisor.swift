@@ -207,18 +207,30 @@ private struct Supervision {
 
     /// Kills and reaps every process that has become our child (daemons the job left).
     func killDescendants() {
-        let me = getpid()
         for _ in 0..<50 {
-            var found = false
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-                guard let pid = Int32(name), ProcessIdentity.parent(pid) == me else { continue }
-                found = true
-                kill(pid, SIGKILL)
-            }
             var status: Int32 = 0
             while waitpid(-1, &status, WNOHANG) > 0 {}
-            if !found { return }
+            let children = Self.children()
+            if children.isEmpty { return }
+            for pid in children { kill(pid, SIGKILL) }
             usleep(10_000)
+        }
+    }
+
+    /// Our children, from /proc/self/task/*/children (else a scan of every process's parent).
+    static func children() -> [Int32] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        var out: [Int32] = []
+        var listed = false
+        for tid in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/self/task/\(tid)/children", encoding: .utf8) else { continue }
+            listed = true
+            out += text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        if listed { return out }
+        let me = getpid()
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name in
+            Int32(name).flatMap { ProcessIdentity.parent($0) == me ? $0 : nil }
         }
     }
 

@@ -318,6 +318,14 @@ extension ConsensusSimulation {
                 continue
             }
         }
+        // The state's indexes (active and pending jobs) agree with the jobs themselves everywhere.
+        for (i, n) in nodes.enumerated() {
+            let all = n.state.jobList
+            if n.state.activeJobs.map(\.id) != all.filter({ $0.state.isActive }).map(\.id)
+                || n.state.pendingJobs.map(\.id) != all.filter({ $0.state == .pending }).map(\.id) {
+                violations.append("n\(i): the state's job indexes disagree with its jobs")
+            }
+        }
     }
 
     /// Jobs by final state (for reports).

@@ -9,13 +9,8 @@ import Testing
 @Suite("mesh coordinator, real processes")
 struct CoordinatorProcessTests {
     /// Starts `count` agents (the first founds the mesh) and waits until they have `voters` voters.
-    func mesh(_ s: Scratch, count: Int, voters: Int) throws -> [AgentProcess] {
-        let first = try s.dataDirectory("n0")
-        let secret = try s.secret(of: first)
-        var agents = [try s.startAgent(first, name: "n0")]
-        for i in 1..<count {
-            agents.append(try s.startAgent(try s.dataDirectory("n\(i)", secret: secret), name: "n\(i)", join: [agents[0].address]))
-        }
+    func mesh(_ s: Scratch, count: Int, voters: Int, extra: (Int) -> [String] = { _ in [] }) throws -> [AgentProcess] {
+        let agents = try s.startMesh(count, extra: extra)
         let ready = s.waitFor(.seconds(30)) {
             agents.allSatisfy { a in
                 guard let c = s.status(a.dataDir)?.coordinator else { return false }

@@ -52,14 +52,7 @@ struct JobProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let first = try s.dataDirectory("n0")
-            let secret = try s.secret(of: first)
-            var agents = [try s.startAgent(first, name: "n0")]
-            for i in 1..<3 {
-                agents.append(try s.startAgent(try s.dataDirectory("n\(i)", secret: secret), name: "n\(i)", join: [agents[0].address],
-                                               extra: i == 2 ? ["--label", "gpu=yes"] : []))
-            }
-            #expect(s.waitFor(.seconds(30)) { agents.allSatisfy { s.status($0.dataDir)?.coordinator.voters.count == 3 } } != nil)
+            let agents = try coordinator.mesh(s, count: 3, voters: 3) { $0 == 2 ? ["--label", "gpu=yes"] : [] }
             let leader = try #require(coordinator.leaderIndex(s, agents))
             // The worker is n2 (the only node with the label); submit through a follower that is not n2.
             let via = [0, 1].first { $0 != leader }!
@@ -143,13 +136,8 @@ struct JobProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let first = try s.dataDirectory("n0")
-            let secret = try s.secret(of: first)
-            var agents = [try s.startAgent(first, name: "n0", extra: ["--slots", "4"])]
-            for i in 1..<3 {
-                agents.append(try s.startAgent(try s.dataDirectory("n\(i)", secret: secret), name: "n\(i)", join: [agents[0].address], extra: ["--slots", "4"]))
-            }
-            #expect(s.waitFor(.seconds(30)) { agents.allSatisfy { s.status($0.dataDir)?.coordinator.voters.count == 3 } } != nil)
+            var agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "4"] }
+            let secret = try s.secret(of: agents[0].dataDir)
             let l = try #require(coordinator.leaderIndex(s, agents))
             let survivor = agents[(l + 1) % 3]
             let witness = s.dir.sub("witness")
@@ -231,6 +219,89 @@ struct JobProcessTests {
             // Through all of it the agent kept running, and still runs jobs.
             let ok = try s.mesh(["submit", "--no-code", "--wait", "--data-dir", d, "--", "true"])
             #expect(ok.exitCode == 0, "\(ok)")
+        }
+    }
+
+    @Test("from the command line: cancel a running job (its processes end), hold and release, --after waits for its dependency, retry a failed job, --follow streams the log, --token from a machine with no agent")
+    func lifecycle() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onThread {
+            let agents = try coordinator.mesh(s, count: 1, voters: 1)
+            let d = agents[0].dataDir
+            #expect(try s.mesh(["set", "kill_grace_seconds", "1", "--data-dir", d]).exitCode == 0)
+            func last() -> Job? { jobs(s, d).last }
+            func state(_ id: JobID) -> JobState? { jobs(s, d, [id]).first?.state }
+
+            // Cancel a running job: SIGTERM reaches its process group.
+            #expect(try s.mesh(["submit", "--no-code", "--data-dir", d, "--", "sh", "-c", "sleep 2323"]).exitCode == 0)
+            let running = try #require(last())
+            #expect(s.waitFor(.seconds(20)) { state(running.id) == .running } != nil)
+            let cancel = try s.mesh(["cancel", "last", "--reason", "wrong lr", "--data-dir", d])
+            #expect(cancel.exitCode == 0, "\(cancel)")
+            #expect(s.waitFor(.seconds(20)) { state(running.id) == .cancelled } != nil)
+            #expect(jobs(s, d, [running.id]).first?.current?.outcome == .cancelled)
+            #expect(jobs(s, d, [running.id]).first?.history.contains { $0.reason.contains("wrong lr") } == true)
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { p in
+                guard Int32(p) != nil, let c = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(p)/cmdline")) else { return false }
+                return String(decoding: c, as: UTF8.self).contains("sleep 2323")
+            } ?? []
+            #expect(left.isEmpty, "still running after cancel: \(left)")
+
+            // Held, then a job after it waits; release runs both in order.
+            #expect(try s.mesh(["submit", "--no-code", "--hold", "--data-dir", d, "--", "true"]).exitCode == 0)
+            let held = try #require(last())
+            #expect(held.state == .held)
+            #expect(try s.mesh(["submit", "--no-code", "--after", "last", "--data-dir", d, "--", "true"]).exitCode == 0)
+            let after = try #require(last())
+            #expect(after.state == .waiting, "\(after.state) \(after.reason)")
+            #expect(try s.mesh(["release", "\(held.id)", "--data-dir", d]).exitCode == 0)
+            #expect(s.waitFor(.seconds(20)) { state(after.id) == .succeeded } != nil)
+            let first = try #require(jobs(s, d, [held.id]).first?.current?.endedAt)
+            let second = try #require(jobs(s, d, [after.id]).first?.current?.startedAt)
+            #expect(second >= first)
+
+            // A failed job, retried: a new attempt, which succeeds this time.
+            let flag = s.dir.sub("flag")
+            let failing = try s.mesh(["submit", "--no-code", "--wait", "--data-dir", d, "--", "sh", "-c", "test -f \(flag) || { touch \(flag); exit 3; }"])
+            #expect(failing.exitCode == 3, "--wait exits with the job's code: \(failing)")
+            let failed = try #require(last())
+            #expect(failed.state == .failed)
+            #expect(try s.mesh(["retry", "last", "--data-dir", d]).exitCode == 0)
+            #expect(s.waitFor(.seconds(20)) { state(failed.id) == .succeeded } != nil)
+            #expect(jobs(s, d, [failed.id]).first?.attempts.count == 2)
+
+            // --follow streams the log as it grows and exits with the job's code.
+            let follow = try s.mesh(["submit", "--no-code", "--follow", "--data-dir", d, "--", "sh", "-c", "echo one; sleep 0.5; echo two"])
+            #expect(follow.exitCode == 0 && follow.stdout == "one\ntwo\n", "\(follow)")
+
+            // A laptop with no agent and no key: the token is enough.
+            let token = try s.mesh(["token", "--data-dir", d]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let laptop = s.dir.sub("laptop")
+            let remote = try s.mesh(["submit", "--no-code", "--token", token, "--wait", "--", "true"], environment: ["MESH_HOME": laptop])
+            #expect(remote.exitCode == 0, "\(remote)")
+            #expect(FileManager.default.fileExists(atPath: laptop + "/last-job"))
+            let jobsRemote = try s.mesh(["jobs", "--token", token, "--state", "succeeded"], environment: ["MESH_HOME": laptop])
+            // A header and the five jobs that succeeded: held, after, retried, followed, this one.
+            #expect(jobsRemote.exitCode == 0 && jobsRemote.stdout.split(separator: "\n").count == 6, "\(jobsRemote)")
+            let badToken = try s.mesh(["jobs", "--token", "mesh1-nonsense"], environment: ["MESH_HOME": laptop])
+            #expect(badToken.exitCode == 64, "\(badToken)")
+            // Unknown jobs and states are clear errors.
+            let unknown = try s.mesh(["show", "9999", "--data-dir", d])
+            #expect(unknown.exitCode == 1 && unknown.stderr.contains("no job 9999"), "\(unknown)")
+            let badState = try s.mesh(["jobs", "--state", "sleeping", "--data-dir", d])
+            #expect(badState.exitCode == 64, "\(badState)")
+            // Every supervisor the agent started has been reaped: no zombies pile up.
+            let agentPID = agents[0].process.pid
+            let zombies = { () -> [String] in
+                ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { p in
+                    guard Int32(p) != nil, let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                          let close = stat.lastIndex(of: ")") else { return false }
+                    let fields = stat[stat.index(after: close)...].split(separator: " ")
+                    return fields.count > 1 && fields[0] == "Z" && Int32(fields[1]) == agentPID
+                }
+            }
+            #expect(s.waitFor(.seconds(5)) { zombies().isEmpty } != nil, "zombie supervisors: \(zombies())")
         }
     }
 }

@@ -13,13 +13,7 @@ struct MembershipProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let first = try s.dataDirectory("n0")
-            let secret = try s.secret(of: first)
-            var agents = [try s.startAgent(first, name: "n0")]
-            for i in 1..<5 {
-                let d = try s.dataDirectory("n\(i)", secret: secret)
-                agents.append(try s.startAgent(d, name: "n\(i)", join: [agents[0].address]))
-            }
+            let agents = try s.startMesh(5)
             let names: Set<String> = ["n0", "n1", "n2", "n3", "n4"]
             let converged = s.waitFor(.seconds(20)) { agents.allSatisfy { s.status($0.dataDir)?.aliveNames == names } }
             #expect(converged != nil, "not all five see five alive")

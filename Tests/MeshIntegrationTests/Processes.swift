@@ -77,6 +77,18 @@ final class Scratch: @unchecked Sendable {
     }
 
     /// What the agent of `dataDir` says over its local socket (nil if it does not answer).
+    /// `count` agents n0…: n0 founds the mesh, the others join through it. `extra(i)` are more
+    /// agent options for agent i.
+    func startMesh(_ count: Int, extra: (Int) -> [String] = { _ in [] }) throws -> [AgentProcess] {
+        let first = try dataDirectory("n0")
+        let secret = try secret(of: first)
+        var agents = [try startAgent(first, name: "n0", extra: extra(0))]
+        for i in 1..<count {
+            agents.append(try startAgent(try dataDirectory("n\(i)", secret: secret), name: "n\(i)", join: [agents[0].address], extra: extra(i)))
+        }
+        return agents
+    }
+
     func status(_ dataDir: String) -> WireStatusReply? {
         guard let secret = try? secret(of: dataDir),
               let c = try? MeshClient(address: DataDirectory(path: dataDir).localAddress, secret: secret) else { return nil }

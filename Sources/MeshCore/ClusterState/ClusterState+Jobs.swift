@@ -13,7 +13,8 @@ extension ClusterState {
 
     public func usage() -> [NodeID: Usage] {
         var u: [NodeID: Usage] = [:]
-        for job in jobs.values where job.state.isActive {
+        for id in activeIDs.sorted() {
+            let job = jobs[id]!
             guard let a = job.current else { continue }
             var n = u[a.node, default: Usage()]
             n.slots += job.spec.resources.slots
@@ -28,6 +29,13 @@ extension ClusterState {
 
     /// Jobs by id, in order.
     public var jobList: [Job] { jobs.values.sorted { $0.id < $1.id } }
+
+    /// Assigned and running jobs by id, in order (what workers and loss detection look at; far
+    /// fewer than all the jobs a mesh has ever run).
+    public var activeJobs: [Job] { activeIDs.sorted().compactMap { jobs[$0] } }
+
+    /// Jobs waiting for a node, by id.
+    public var pendingJobs: [Job] { pendingIDs.sorted().compactMap { jobs[$0] } }
 
     /// Why no registered node could ever run `spec`, or nil if some could.
     public func impossible(_ spec: JobSpec) -> String? {
@@ -75,7 +83,7 @@ extension ClusterState {
             if job.state == .running { return .done("already running") }
             job.attempts[job.attempts.count - 1].startedAt = at
             Self.transition(&job, .running, "attempt \(attempt) started on \(name(node))", at: at, index: index)
-            jobs[id] = job
+            store(job)
             return .done("job \(id) running")
         case .finished(let r):
             guard var job = jobs[r.job], let current = job.current, current.number == r.attempt, current.node == r.node,
@@ -93,7 +101,7 @@ extension ClusterState {
                 job.resultsBundle = r.resultsBundle
             }
             end(&job, attempt: r.attempt, outcome: r.outcome, at: r.at, index: index)
-            jobs[r.job] = job
+            store(job)
             settleDependents(of: r.job, at: r.at, index: index)
             return .done("job \(r.job) \(job.state.rawValue)")
         case .lost(let id, let attempt, let reason, let at):
@@ -103,7 +111,7 @@ extension ClusterState {
             job.attempts[job.attempts.count - 1].endedAt = at
             job.attempts[job.attempts.count - 1].outcome = .lost(reason)
             end(&job, attempt: attempt, outcome: .lost(reason), at: at, index: index)
-            jobs[id] = job
+            store(job)
             settleDependents(of: id, at: at, index: index)
             return .done("job \(id) \(job.state.rawValue)")
         case .cancel(let ids, let reason, let at):
@@ -114,7 +122,8 @@ extension ClusterState {
                     return nil
                 case .assigned, .running:
                     job.cancelRequested = true
-                    job.reason = "cancelling: its node stops it"
+                    job.reason = "cancelling\(reason.isEmpty ? "" : " (\(reason))"): its node stops it"
+                    job.history.append(JobEvent(state: job.state, reason: job.reason, at: at, index: index))
                     return nil
                 case .succeeded, .failed, .cancelled:
                     return "job \(job.id) has ended (\(job.state.rawValue))"
@@ -152,7 +161,7 @@ extension ClusterState {
                 bundle.holders.append(node)
                 job.resultsBundle = bundle
             }
-            jobs[id] = job
+            store(job)
             return .done("stored")
         default:
             return .rejected("not a job command")
@@ -179,7 +188,7 @@ extension ClusterState {
         } else {
             Self.transition(&job, .pending, "submitted", at: at, index: index)
         }
-        jobs[id] = job
+        store(job)
         return .created([id], "job \(id) \(job.state.rawValue)")
     }
 
@@ -193,7 +202,7 @@ extension ClusterState {
               a.gpus.allSatisfy({ $0 >= 0 && $0 < node.capacity.gpus }) else { return false }
         job.attempts.append(Attempt(number: a.attempt, node: a.node, term: a.term, gpus: a.gpus, assignedAt: a.at))
         Self.transition(&job, .assigned, "attempt \(a.attempt) assigned to \(node.name)", at: a.at, index: index)
-        jobs[a.job] = job
+        store(job)
         return true
     }
 
@@ -226,14 +235,15 @@ extension ClusterState {
     /// fail (one did not).
     private mutating func settleDependents(of id: JobID, at: Int64, index: Consensus.Index) {
         guard let done = jobs[id], done.state.isTerminal else { return }
-        for dependent in jobs.values.filter({ $0.state == .waiting && $0.spec.after.contains(id) }).sorted(by: { $0.id < $1.id }) {
-            var job = dependent
+        for dependent in waitingIDs.sorted() where jobs[dependent]!.spec.after.contains(id) {
+            var job = jobs[dependent]!
+            guard job.state == .waiting else { continue }
             switch blockedState(job) {
             case nil: Self.transition(&job, .pending, "dependencies succeeded", at: at, index: index)
             case .failed?: Self.transition(&job, .failed, dependencyFailure(job), at: at, index: index)
             default: continue
             }
-            jobs[job.id] = job
+            store(job)
             settleDependents(of: job.id, at: at, index: index)
         }
     }
@@ -274,7 +284,7 @@ extension ClusterState {
             if let problem = body(&job, view) {
                 problems.append(problem)
             } else {
-                jobs[id] = job
+                store(job)
                 changed.append(id)
             }
         }

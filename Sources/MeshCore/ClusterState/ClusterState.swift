@@ -161,8 +161,14 @@ public struct ClusterState: Sendable, Equatable {
     public private(set) var sessions: [ClientID: Session] = [:]
     public private(set) var settings: [String: String] = [:]
     public private(set) var appliedIndex: Consensus.Index = 0
-    public internal(set) var jobs: [JobID: Job] = [:]
+    /// Every job; changed only through `store` (which keeps the indexes below).
+    public private(set) var jobs: [JobID: Job] = [:]
     public internal(set) var nextJobID: JobID = 1
+    /// Assigned and running jobs, and jobs waiting for others: derived from `jobs`, so that
+    /// workers, the scheduler and dependency checks never scan every job the mesh has run.
+    private(set) var activeIDs: Set<JobID> = []
+    private(set) var waitingIDs: Set<JobID> = []
+    private(set) var pendingIDs: Set<JobID> = []
 
     /// Sessions untouched for this many entries are forgotten.
     public static let sessionRetention: Consensus.Index = 100_000
@@ -240,7 +246,14 @@ public struct ClusterState: Sendable, Equatable {
         self.sessions = sessions
         self.settings = settings
         self.appliedIndex = appliedIndex
-        self.jobs = jobs
         self.nextJobID = nextJobID
+        for job in jobs.values { store(job) }
+    }
+
+    mutating func store(_ job: Job) {
+        jobs[job.id] = job
+        if job.state.isActive { activeIDs.insert(job.id) } else { activeIDs.remove(job.id) }
+        if job.state == .waiting { waitingIDs.insert(job.id) } else { waitingIDs.remove(job.id) }
+        if job.state == .pending { pendingIDs.insert(job.id) } else { pendingIDs.remove(job.id) }
     }
 }

@@ -30,7 +30,7 @@ public enum Scheduler {
         let candidates = nodes.filter { n in n.accepting && state.nodes[n.id].map { !$0.cordoned } == true }
             .sorted { $0.id < $1.id }
         guard !candidates.isEmpty else { return [] }
-        let queue = state.jobs.values.filter { $0.state == .pending }.sorted {
+        let queue = state.pendingJobs.sorted {
             $0.spec.priority != $1.spec.priority ? $0.spec.priority > $1.spec.priority : $0.id < $1.id
         }
         for job in queue {
@@ -89,7 +89,7 @@ public enum JobControl {
         now: Instant, settings: Settings, at: Int64
     ) -> [ClusterState.Command] {
         var out: [ClusterState.Command] = []
-        for job in state.jobList where job.state.isActive {
+        for job in state.activeJobs {
             guard let a = job.current, a.node != me else { continue }
             let heard = Swift.max(lastContact[a.node] ?? leaderSince, leaderSince)
             let lease = job.spec.leaseSeconds > 0 ? Duration.seconds(Int64(job.spec.leaseSeconds)) : settings.defaultLease

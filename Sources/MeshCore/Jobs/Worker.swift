@@ -47,7 +47,7 @@ public struct Worker: Sendable {
     /// and no longer wanted.
     public mutating func sync(with state: ClusterState, at now: Int64 = 0) -> [Directive] {
         var out: [Directive] = []
-        for job in state.jobList where job.state.isActive {
+        for job in state.activeJobs {
             guard let a = job.current, a.node == node else { continue }
             let key = Key(job: job.id, attempt: a.number)
             guard attempts[key] == nil, !finished.contains(key) else { continue }
