@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // No pkgConfig: Debian's libzmq.pc adds -isystem flags for Kerberos that SwiftPM refuses
@@ -22,6 +23,8 @@ let package = Package(
         // Pure state machines: no Foundation, no clock, no threads, no I/O.
         .target(name: "MeshCore"),
         .target(name: "MeshSimulation", dependencies: ["MeshCore"]),
+        // Plans and matrices (DESIGN.md §7): YAML in, jobs out; no I/O.
+        .target(name: "MeshPlan", dependencies: ["MeshCore", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "MeshTransport",
             dependencies: [
@@ -52,6 +55,7 @@ let package = Package(
             name: "MeshCLI",
             dependencies: [
                 "MeshAgent",
+                "MeshPlan",
                 "MeshTransport",
                 "MeshWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -77,6 +81,7 @@ let package = Package(
             path: "Benchmarks/MeshSimulator"
         ),
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"]),
+        .testTarget(name: "MeshPlanTests", dependencies: ["MeshPlan", "MeshCore"]),
         .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),
         .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]),

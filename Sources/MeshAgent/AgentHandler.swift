@@ -61,7 +61,7 @@ final class AgentHandler: TransportHandler {
             startPeerPing(request, client: route, requestID: envelope.requestID, loop: loop)
         case .statusRequest(let r):
             if let consensus {
-                consensus.status(local: r.local, jobs: r.jobs, ids: r.jobIds, path: .route(route), requestID: envelope.requestID, loop: loop)
+                consensus.status(local: r.local, query: StatusQuery(r), path: .route(route), requestID: envelope.requestID, loop: loop)
             } else if let membership {
                 send(Wire.envelope(.statusReply(membership.status(node: node.value, loop: loop)), requestID: envelope.requestID), to: route, loop: loop)
             } else {
@@ -79,6 +79,11 @@ final class AgentHandler: TransportHandler {
                 // A submission names the agent that took it (results are copied back to it).
                 if case .submit(let spec, let provenance, let at, let via) = request.command, via.rawValue == 0 {
                     request.command = .submit(spec, provenance, at: at == 0 ? unixMillis() : at, via: consensus.instance.id)
+                }
+                if case .plan(var chunk) = request.command, chunk.via.rawValue == 0 {
+                    chunk.via = consensus.instance.id
+                    if chunk.at == 0 { chunk.at = unixMillis() }
+                    request.command = .plan(chunk)
                 }
                 consensus.write(request, path: .route(route), requestID: envelope.requestID, forwarded: false, loop: loop)
             } catch {
@@ -137,7 +142,7 @@ final class AgentHandler: TransportHandler {
                 path.send(Wire.error(.badRequest, "\(error)", requestID: envelope.requestID), loop: loop)
             }
         case .forwardedStatus(let f):
-            if let consensus { path.send(Wire.envelope(.statusReply(consensus.statusReply(loop: loop, jobs: f.jobs, ids: f.jobIds)), requestID: envelope.requestID), loop: loop) }
+            if let consensus { path.send(Wire.envelope(.statusReply(consensus.statusReply(loop: loop, query: StatusQuery(f))), requestID: envelope.requestID), loop: loop) }
         case .blobStored, .blobChunk, .logChunk:
             _ = jobs?.reply(envelope, loop: loop)
         case .blobPut(let p):

@@ -58,7 +58,7 @@ final class ConsensusShell {
     private var waiting: [Consensus.Index: [Waiting]] = [:]
     /// Writes we passed to the coordinator (or hold until there is one), by our request id.
     private var forwards: [UInt64: Forward] = [:]
-    private var statusForwards: [UInt64: (path: ReplyPath, requestID: UInt64, deadline: ContinuousClock.Instant, jobs: Bool, ids: [UInt64])] = [:]
+    private var statusForwards: [UInt64: (path: ReplyPath, requestID: UInt64, deadline: ContinuousClock.Instant, query: StatusQuery)] = [:]
     /// Above the ids the agent's own peer pings use, so that replies never mix.
     private var nextRequestID: UInt64 = 1 << 40
     private var retryTimer: TimerID?
@@ -358,7 +358,7 @@ final class ConsensusShell {
             }
             for (id, s) in self.statusForwards where now >= s.deadline {
                 self.statusForwards[id] = nil
-                s.path.send(Wire.envelope(.statusReply(self.statusReply(loop: loop, jobs: s.jobs, ids: s.ids)), requestID: s.requestID), loop: loop)
+                s.path.send(Wire.envelope(.statusReply(self.statusReply(loop: loop, query: s.query)), requestID: s.requestID), loop: loop)
             }
             if !self.forwards.isEmpty || !self.statusForwards.isEmpty { self.scheduleRetries(loop) }
         }
@@ -371,22 +371,24 @@ final class ConsensusShell {
     // MARK: Status
 
     /// A status read: the coordinator's view unless `local` (or there is no coordinator, or we are it).
-    func status(local: Bool, jobs: Bool = false, ids: [UInt64] = [], path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
+    func status(local: Bool, query: StatusQuery = StatusQuery(), path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
         if local || instance.role == .leader || instance.leader == nil {
-            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, jobs: jobs, ids: ids)), requestID: requestID), loop: loop)
+            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, query: query)), requestID: requestID), loop: loop)
             return
         }
         let leader = instance.leader!
         guard let address = membership.instance.member(leader)?.meta.address else {
-            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, jobs: jobs, ids: ids)), requestID: requestID), loop: loop)
+            path.send(Wire.envelope(.statusReply(statusReply(loop: loop, query: query)), requestID: requestID), loop: loop)
             return
         }
         let id = nextRequestID
         nextRequestID += 1
-        statusForwards[id] = (path, requestID, loop.now + .seconds(2), jobs, ids)
+        statusForwards[id] = (path, requestID, loop.now + .seconds(2), query)
         var f = WireForwardedStatus()
-        f.jobs = jobs
-        f.jobIds = ids
+        f.jobs = query.jobs
+        f.jobIds = query.jobIDs
+        f.sweeps = query.sweeps
+        f.sweepIds = query.sweepIDs
         membership.peerLinks.send([Wire.encode(.forwardedStatus(f), requestID: id)], to: leader, address: address, loop: loop)
         scheduleRetries(loop)
     }
@@ -397,12 +399,16 @@ final class ConsensusShell {
         s.path.send(Wire.envelope(.statusReply(r), requestID: s.requestID), loop: loop)
     }
 
-    func statusReply(loop: TransportLoop, jobs: Bool = false, ids: [UInt64] = []) -> WireStatusReply {
+    func statusReply(loop: TransportLoop, query: StatusQuery = StatusQuery()) -> WireStatusReply {
         var reply = membership.status(node: node.value, loop: loop)
         reply.coordinator = coordinatorStatus()
         reply.nodes = state.nodes.values.sorted { $0.name < $1.name }.map(Wire.wire)
-        if jobs {
-            reply.jobs = ids.isEmpty ? state.jobList.map(Wire.wire) : ids.compactMap { state.jobs[$0] }.map(Wire.wire)
+        if query.sweeps {
+            reply.sweeps = query.sweepIDs.isEmpty
+                ? state.sweepList.map { Wire.wire($0, summary: true, jobs: state.jobs) }
+                : query.sweepIDs.compactMap { state.sweeps[$0] }.map { Wire.wire($0) }
+        } else if query.jobs {
+            reply.jobs = query.jobIDs.isEmpty ? state.jobList.map(Wire.wire) : query.jobIDs.compactMap { state.jobs[$0] }.map(Wire.wire)
         } else {
             // The summary `mesh status` shows: what runs and what waits.
             reply.jobs = state.jobs.values.filter { !$0.state.isTerminal }.sorted { $0.id < $1.id }.map(Wire.wire)
@@ -529,5 +535,27 @@ final class ConsensusShell {
             ])
             carryOut(d, loop: loop)
         }
+    }
+}
+
+/// What a status read asks for besides the mesh itself.
+struct StatusQuery {
+    var jobs = false
+    var jobIDs: [UInt64] = []
+    var sweeps = false
+    var sweepIDs: [UInt64] = []
+
+    init() {}
+    init(_ r: WireStatusRequest) {
+        jobs = r.jobs
+        jobIDs = r.jobIds
+        sweeps = r.sweeps
+        sweepIDs = r.sweepIds
+    }
+    init(_ f: WireForwardedStatus) {
+        jobs = f.jobs
+        jobIDs = f.jobIds
+        sweeps = f.sweeps
+        sweepIDs = f.sweepIds
     }
 }

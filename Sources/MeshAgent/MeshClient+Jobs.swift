@@ -86,3 +86,31 @@ extension MeshClient {
         return (Int(c.attempt), Array(c.data), c.complete)
     }
 }
+
+extension MeshClient {
+    /// Sweeps as the coordinator has them: summaries of all (with how many cells are in each
+    /// state), or these in full.
+    public func sweeps(_ ids: [SweepID] = [], timeout: Duration = .seconds(10)) throws(ClientError) -> [(sweep: Sweep, states: [String: Int])] {
+        var request = WireStatusRequest()
+        request.sweeps = true
+        request.sweepIds = ids
+        let reply = try call(.statusRequest(request), timeout: timeout)
+        guard case .statusReply(let status) = reply.body else { throw .unexpectedReply(address) }
+        var out: [(Sweep, [String: Int])] = []
+        for w in status.sweeps {
+            do { out.append((try Wire.sweep(w), w.states.mapValues(Int.init))) } catch { throw .badReply(address, error) }
+        }
+        return out
+    }
+
+    /// Jobs by id, fetched in batches (a sweep can have thousands).
+    public func jobs(batched ids: [JobID], batch: Int = 1000) throws(ClientError) -> [Job] {
+        var out: [Job] = []
+        var start = 0
+        while start < ids.count {
+            out += try jobs(Array(ids[start..<min(ids.count, start + batch)]))
+            start += batch
+        }
+        return out
+    }
+}

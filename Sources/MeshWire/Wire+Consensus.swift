@@ -81,6 +81,7 @@ extension Wire {
         case .retry(let ids, let at): w.command = .retry(jobsChange(ids, at: at))
         case .hold(let ids, let at): w.command = .hold(jobsChange(ids, at: at))
         case .release(let ids, let at): w.command = .release(jobsChange(ids, at: at))
+        case .plan(let chunk): w.command = .plan(wire(chunk))
         case .stored(let job, let attempt, let node):
             w.command = .stored(.with { $0.job = job; $0.attempt = UInt32(clamping: attempt); $0.node = node.rawValue })
         }
@@ -132,6 +133,8 @@ extension Wire {
         w.appliedIndex = state.appliedIndex
         w.jobs = state.jobList.map(wire)
         w.nextJobID = state.nextJobID
+        w.sweeps = state.sweepList.map { wire($0) }
+        w.nextSweepID = state.nextSweepID
         var options = BinaryEncodingOptions()
         options.useDeterministicOrdering = true
         return try! w.serializedBytes(options: options)
@@ -218,6 +221,7 @@ extension Wire {
         case .lost(let r)?: c = .lost(job: r.job, attempt: Int(r.attempt), reason: r.reason, at: r.at)
         case .cancel(let r)?: c = .cancel(r.jobs, reason: r.reason, at: r.at)
         case .retry(let r)?: c = .retry(r.jobs, at: r.at)
+        case .plan(let p)?: c = .plan(try planChunk(p))
         case .hold(let r)?: c = .hold(r.jobs, at: r.at)
         case .release(let r)?: c = .release(r.jobs, at: r.at)
         case .stored(let r)?: c = .stored(job: r.job, attempt: Int(r.attempt), node: NodeID(r.node))
@@ -247,12 +251,20 @@ extension Wire {
                 throw .malformed("cluster state snapshot: \(error)")
             }
         }
+        var sweeps: [SweepID: Sweep] = [:]
+        for s in w.sweeps {
+            do {
+                sweeps[s.id] = try sweep(s)
+            } catch {
+                throw .malformed("cluster state snapshot: \(error)")
+            }
+        }
         var sessions: [ClusterState.ClientID: ClusterState.Session] = [:]
         for s in w.sessions {
             sessions[.init(s.client)] = ClusterState.Session(lastSequence: s.lastSequence, lastOutcome: outcome(s.lastOutcome), lastIndex: s.lastIndex)
         }
         return ClusterState(nodes: nodes, sessions: sessions, settings: w.settings, appliedIndex: w.appliedIndex,
-                            jobs: jobs, nextJobID: w.nextJobID)
+                            jobs: jobs, nextJobID: w.nextJobID, sweeps: sweeps, nextSweepID: max(w.nextSweepID, 1))
     }
 }
 

@@ -37,6 +37,10 @@ extension Wire {
         w.leaseSeconds = s.leaseSeconds
         w.held = s.held
         w.workdir = s.workdir
+        w.sweep = s.sweep
+        w.stage = s.stage
+        w.parameters = s.parameters.map { p in .with { $0.name = p.name; $0.value = p.value } }
+        w.identity = s.identity
         return w
     }
 
@@ -120,6 +124,7 @@ extension Wire {
         w.cancelRequested = j.cancelRequested
         w.lostAttempts = UInt32(clamping: j.lostAttempts)
         w.failedAttempts = UInt32(clamping: j.failedAttempts)
+        w.dependencyFailed = j.dependencyFailed
         return w
     }
 
@@ -169,14 +174,15 @@ extension Wire {
         guard w.command.count <= maxCommandArguments, w.command.allSatisfy({ $0.utf8.count <= maxText }) else {
             throw .malformed("job command too long")
         }
-        guard w.env.count <= 1000, w.results.count <= 1000, w.after.count <= 10_000 else { throw .malformed("job spec too large") }
+        guard w.env.count <= 1000, w.results.count <= 1000, w.after.count <= 10_000, w.parameters.count <= 1000 else { throw .malformed("job spec too large") }
         return JobSpec(
             name: w.name, command: w.command, env: w.env,
             resources: Resources(slots: Int(w.resources.slots), cpus: Int(w.resources.cpus),
                                  memoryMB: Int(clamping: w.resources.memoryMb), gpus: Int(w.resources.gpus)),
             nodeClass: w.nodeClass, labels: w.labels, timeoutSeconds: w.timeoutSeconds, retries: Int(w.retries),
             priority: Int(w.priority), results: w.results, after: w.after, leaseSeconds: w.leaseSeconds, held: w.held,
-            workdir: w.workdir)
+            workdir: w.workdir, sweep: w.sweep, stage: w.stage, parameters: w.parameters.map { Parameter($0.name, $0.value) },
+            identity: w.identity)
     }
 
     public static func blob(_ w: WireBlobRef) -> BlobRef {
@@ -222,11 +228,13 @@ extension Wire {
         }
         var attempts: [Attempt] = []
         for a in w.attempts { attempts.append(try attempt(a)) }
-        return Job(
+        var job = Job(
             id: w.id, spec: try spec(w.spec), provenance: try provenance(w.provenance), submittedAt: w.submittedAt,
             submittedVia: NodeID(w.submittedVia), state: state, reason: w.reason, history: history, attempts: attempts,
             results: w.results.map(resultFile), resultsBundle: w.hasResultsBundle ? blob(w.resultsBundle) : nil,
             cancelRequested: w.cancelRequested, lostAttempts: Int(w.lostAttempts), failedAttempts: Int(w.failedAttempts))
+        job.dependencyFailed = w.dependencyFailed
+        return job
     }
 
     public static func assignment(_ w: WireAssignment) -> ClusterState.Assignment {

@@ -1,3 +1,4 @@
+import MeshCore
 import SwiftProtobuf
 import Testing
 
@@ -92,5 +93,39 @@ struct WireTests {
     func tooLarge() {
         let bytes = [UInt8](repeating: 0, count: Wire.maxEnvelopeSize + 1)
         #expect(throws: WireError.tooLarge(Wire.maxEnvelopeSize + 1)) { try Wire.decode(bytes) }
+    }
+}
+
+@Suite("Sweeps on the wire")
+struct SweepWireTests {
+    static func plannedJobs() -> [PlannedJob] {
+        [PlannedJob(spec: JobSpec(name: "a", command: ["/bin/sh", "-c", "echo 'x;y'"], env: ["MESH_PARAM_LR": "0.1"], stage: "pretrain",
+                                  parameters: [Parameter("lr", "0.1"), Parameter("name", "pretrain")], identity: "i1"),
+                    identity: "i1", combination: 0, labels: ["0.1"]),
+         PlannedJob(spec: JobSpec(name: "b", command: ["b"], stage: "finetune"), identity: "i2", dependsOn: ["i1"], combination: 0, labels: ["0.1"])]
+    }
+
+    @Test("a plan chunk and a state with sweeps survive encoding; the state's indexes come back equal")
+    func roundTrip() throws {
+        let chunk = PlanChunk(sweep: 0, name: "p.yaml", axes: ["lr"], stages: ["pretrain", "finetune"], total: 2, reuse: true,
+                              provenance: Provenance(code: .git, commit: "abc", diffSummary: "diff --git a/x b/x"), at: 5, via: NodeID(9),
+                              jobs: Self.plannedJobs(), final: true)
+        let request = ClusterState.Request(client: .init(1), sequence: 3, command: .plan(chunk))
+        #expect(try Wire.request(Wire.wire(request)) == request)
+
+        var state = ClusterState()
+        _ = state.apply(.init(client: .init(1), sequence: 1, command: .register(NodeID(1), name: "a", address: "a:1", capacity: .init(slots: 2))), at: 1)
+        var staged = chunk
+        staged.final = false
+        staged.jobs.removeLast()
+        _ = state.apply(.init(client: .init(1), sequence: 2, command: .plan(staged)), at: 2)
+        _ = state.apply(request, at: 3)
+        let back = try Wire.clusterState(Wire.encode(state))
+        #expect(back == state)
+        #expect(back.sweeps.count == 2)
+        #expect(back.sweeps[1]?.staged.count == 1)
+        #expect(back.sweeps[2]?.cells.count == 2)
+        #expect(back.jobs[2]?.spec.after == [1])
+        #expect(back.jobs[1]?.spec.parameters == [Parameter("lr", "0.1"), Parameter("name", "pretrain")])
     }
 }

@@ -132,14 +132,12 @@ extension ClusterState {
             for id in changed { settleDependents(of: id, at: at, index: index) }
             return outcome
         case .retry(let ids, let at):
-            return update(ids) { job, state in
+            let (outcome, changed) = update(ids.sorted()) { job, state in
                 guard job.state == .failed || job.state == .cancelled else { return "job \(job.id) is \(job.state.rawValue), not failed or cancelled" }
-                job.failedAttempts = 0
-                job.lostAttempts = 0
-                job.cancelRequested = false
-                Self.transition(&job, state.blockedState(job) ?? .pending, "retried", at: at, index: index)
-                return nil
-            }.outcome
+                return state.revive(&job, "retried", at: at, index: index)
+            }
+            for id in changed { reviveDependents(of: id, at: at, index: index) }
+            return outcome
         case .hold(let ids, let at):
             return update(ids) { job, _ in
                 guard job.state == .pending || job.state == .waiting else { return "job \(job.id) is \(job.state.rawValue); only waiting jobs can be held" }
@@ -163,19 +161,33 @@ extension ClusterState {
             }
             store(job)
             return .done("stored")
+        case .plan(let chunk):
+            return plan(chunk, index: index)
         default:
             return .rejected("not a job command")
         }
     }
 
     private mutating func submit(_ spec: JobSpec, _ provenance: Provenance, at: Int64, via: NodeID, index: Consensus.Index) -> Outcome {
-        guard !spec.command.isEmpty, !spec.command[0].isEmpty else { return .rejected("no command to run") }
-        guard spec.resources.slots >= 1 else { return .rejected("a job needs at least one slot") }
-        guard spec.resources.gpus >= 0, spec.resources.cpus >= 0, spec.resources.memoryMB >= 0, spec.retries >= 0 else {
-            return .rejected("resources and retries cannot be negative")
-        }
+        if let problem = Self.invalid(spec) { return .rejected(problem) }
         for d in spec.after where jobs[d] == nil { return .rejected("--after \(d): no such job") }
         if let why = impossible(spec) { return .rejected("cannot run: \(why)") }
+        let id = create(spec, provenance, at: at, via: via, index: index)
+        return .created([id], "job \(id) \(jobs[id]!.state.rawValue)")
+    }
+
+    /// What is wrong with a spec whatever the mesh looks like, or nil.
+    static func invalid(_ spec: JobSpec) -> String? {
+        guard !spec.command.isEmpty, !spec.command[0].isEmpty else { return "no command to run" }
+        guard spec.resources.slots >= 1 else { return "a job needs at least one slot" }
+        guard spec.resources.gpus >= 0, spec.resources.cpus >= 0, spec.resources.memoryMB >= 0, spec.retries >= 0 else {
+            return "resources and retries cannot be negative"
+        }
+        return nil
+    }
+
+    /// Creates a job (its dependencies exist); returns its id.
+    mutating func create(_ spec: JobSpec, _ provenance: Provenance, at: Int64, via: NodeID, index: Consensus.Index) -> JobID {
         let id = nextJobID
         nextJobID += 1
         var job = Job(
@@ -184,12 +196,39 @@ extension ClusterState {
         if spec.held {
             Self.transition(&job, .held, "submitted held", at: at, index: index)
         } else if let blocked = blockedState(job) {
-            Self.transition(&job, blocked, blocked == .waiting ? "waiting for \(spec.after.map(String.init).joined(separator: ", "))" : dependencyFailure(job), at: at, index: index)
+            if blocked == .waiting {
+                Self.transition(&job, .waiting, "waiting for \(spec.after.map(String.init).joined(separator: ", "))", at: at, index: index)
+            } else {
+                Self.transition(&job, .failed, dependencyFailure(job), at: at, index: index)
+                job.dependencyFailed = true
+            }
         } else {
             Self.transition(&job, .pending, "submitted", at: at, index: index)
         }
         store(job)
-        return .created([id], "job \(id) \(job.state.rawValue)")
+        return id
+    }
+
+    /// A failed or cancelled job runs again (waiting first if a dependency has still to run); the
+    /// problem if one of its dependencies failed.
+    func revive(_ job: inout Job, _ why: String, at: Int64, index: Consensus.Index) -> String? {
+        let blocked = blockedState(job)
+        if blocked == .failed { return "job \(job.id) cannot run: \(dependencyFailure(job)) (retry that one)" }
+        job.failedAttempts = 0
+        job.lostAttempts = 0
+        job.cancelRequested = false
+        Self.transition(&job, blocked ?? .pending, why, at: at, index: index)
+        return nil
+    }
+
+    /// Jobs that failed only because `id` did come back to waiting for it, now that it runs again.
+    mutating func reviveDependents(of id: JobID, at: Int64, index: Consensus.Index) {
+        for d in dependents[id] ?? [] {
+            guard var job = jobs[d], job.state == .failed, job.dependencyFailed, blockedState(job) == .waiting else { continue }
+            Self.transition(&job, .waiting, "dependency \(id) runs again", at: at, index: index)
+            store(job)
+            reviveDependents(of: d, at: at, index: index)
+        }
     }
 
     private mutating func assign(_ a: Assignment, index: Consensus.Index) -> Bool {
@@ -235,12 +274,13 @@ extension ClusterState {
     /// fail (one did not).
     private mutating func settleDependents(of id: JobID, at: Int64, index: Consensus.Index) {
         guard let done = jobs[id], done.state.isTerminal else { return }
-        for dependent in waitingIDs.sorted() where jobs[dependent]!.spec.after.contains(id) {
-            var job = jobs[dependent]!
-            guard job.state == .waiting else { continue }
+        for dependent in dependents[id] ?? [] {
+            guard var job = jobs[dependent], job.state == .waiting else { continue }
             switch blockedState(job) {
             case nil: Self.transition(&job, .pending, "dependencies succeeded", at: at, index: index)
-            case .failed?: Self.transition(&job, .failed, dependencyFailure(job), at: at, index: index)
+            case .failed?:
+                Self.transition(&job, .failed, dependencyFailure(job), at: at, index: index)
+                job.dependencyFailed = true
             default: continue
             }
             store(job)
@@ -259,13 +299,14 @@ extension ClusterState {
         return waiting ? .waiting : nil
     }
 
-    private func dependencyFailure(_ job: Job) -> String {
+    func dependencyFailure(_ job: Job) -> String {
         let bad = job.spec.after.first { jobs[$0].map { $0.state == .failed || $0.state == .cancelled } ?? true }
         return "dependency \(bad.map(String.init) ?? "?") \(bad.flatMap { jobs[$0]?.state.rawValue } ?? "is missing")"
     }
 
-    private static func transition(_ job: inout Job, _ state: JobState, _ reason: String, at: Int64, index: Consensus.Index) {
+    static func transition(_ job: inout Job, _ state: JobState, _ reason: String, at: Int64, index: Consensus.Index) {
         job.state = state
+        job.dependencyFailed = false
         job.reason = reason
         job.history.append(JobEvent(state: state, reason: reason, at: at, index: index))
     }

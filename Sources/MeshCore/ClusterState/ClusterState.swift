@@ -86,6 +86,22 @@ public struct ClusterState: Sendable, Equatable {
         case release([JobID], at: Int64)
         /// A copy of an attempt's log (and results) now also lives on `node`.
         case stored(job: JobID, attempt: Int, node: NodeID)
+        /// Part of a sweep; the last part creates its jobs.
+        case plan(PlanChunk)
+
+        /// Roughly how many bytes it takes on the wire (Raft sends at most a few MiB of entries
+        /// per message; a plan chunk can be large).
+        public var approximateSize: Int {
+            switch self {
+            case .submit(let spec, _, _, _): 512 + spec.approximateSize
+            case .plan(let chunk): 512 + chunk.jobs.reduce(0) { $0 + 64 + $1.identity.utf8.count * (1 + $1.dependsOn.count) + $1.spec.approximateSize }
+            case .assign(let a): 64 + a.count * 64
+            case .cancel(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
+            case .retry(let ids, _), .hold(let ids, _), .release(let ids, _): 64 + ids.count * 10
+            case .finished(let r): 256 + r.results.reduce(0) { $0 + 80 + $1.path.utf8.count }
+            default: 256
+            }
+        }
     }
 
     public struct Assignment: Sendable, Equatable {
@@ -169,6 +185,11 @@ public struct ClusterState: Sendable, Equatable {
     private(set) var activeIDs: Set<JobID> = []
     private(set) var waitingIDs: Set<JobID> = []
     private(set) var pendingIDs: Set<JobID> = []
+    /// The newest job with each identity (plans reuse them) and each job's dependents.
+    private(set) var identities: [String: JobID] = [:]
+    private(set) var dependents: [JobID: [JobID]] = [:]
+    public internal(set) var sweeps: [SweepID: Sweep] = [:]
+    public internal(set) var nextSweepID: SweepID = 1
 
     /// Sessions untouched for this many entries are forgotten.
     public static let sessionRetention: Consensus.Index = 100_000
@@ -184,7 +205,10 @@ public struct ClusterState: Sendable, Equatable {
         }
         let outcome = execute(request.command, at: index)
         sessions[request.client] = Session(lastSequence: request.sequence, lastOutcome: outcome, lastIndex: index)
-        if index % 1000 == 0 { expireSessions(at: index) }
+        if index % 1000 == 0 {
+            expireSessions(at: index)
+            abandonIdleSweeps(at: index)
+        }
         return outcome
     }
 
@@ -229,7 +253,7 @@ public struct ClusterState: Sendable, Equatable {
         case .setSetting(let key, let value):
             settings[key] = value
             return .done("\(key) = \(value)")
-        case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored:
+        case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored, .plan:
             return executeJob(command, at: index)
         }
     }
@@ -241,17 +265,22 @@ public struct ClusterState: Sendable, Equatable {
 
     /// Rebuilds a state from its parts (for restoring a snapshot).
     public init(nodes: [NodeID: Node], sessions: [ClientID: Session], settings: [String: String], appliedIndex: Consensus.Index,
-                jobs: [JobID: Job] = [:], nextJobID: JobID = 1) {
+                jobs: [JobID: Job] = [:], nextJobID: JobID = 1, sweeps: [SweepID: Sweep] = [:], nextSweepID: SweepID = 1) {
         self.nodes = nodes
         self.sessions = sessions
         self.settings = settings
         self.appliedIndex = appliedIndex
         self.nextJobID = nextJobID
-        for job in jobs.values { store(job) }
+        self.sweeps = sweeps
+        self.nextSweepID = nextSweepID
+        for job in jobs.values.sorted(by: { $0.id < $1.id }) { store(job) }
     }
 
     mutating func store(_ job: Job) {
-        jobs[job.id] = job
+        if jobs.updateValue(job, forKey: job.id) == nil {
+            if !job.spec.identity.isEmpty { identities[job.spec.identity] = job.id }
+            for d in job.spec.after { dependents[d, default: []].append(job.id) }
+        }
         if job.state.isActive { activeIDs.insert(job.id) } else { activeIDs.remove(job.id) }
         if job.state == .waiting { waitingIDs.insert(job.id) } else { waitingIDs.remove(job.id) }
         if job.state == .pending { pendingIDs.insert(job.id) } else { pendingIDs.remove(job.id) }

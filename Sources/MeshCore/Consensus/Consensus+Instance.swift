@@ -8,6 +8,8 @@ extension Consensus {
         public var preVote = true
         public var checkQuorum = true
         public var maxEntriesPerAppend = 256
+        /// About how many bytes of entries go in one append (a frame is at most 16 MiB).
+        public var maxBytesPerAppend = 4 << 20
         /// Learners (non-voters) get a heartbeat every this many heartbeat intervals.
         public var learnerHeartbeatEvery = 5
         /// Tell followers of a new commit index at once instead of with the next heartbeat (they
@@ -522,7 +524,7 @@ extension Consensus {
             }
             let prevIndex = pr.next - 1
             guard let prevTerm = log.term(at: prevIndex) else { return }
-            let entries = pr.mode == .snapshot ? [] : log.entries(from: pr.next, max: settings.maxEntriesPerAppend)
+            let entries = pr.mode == .snapshot ? [] : log.entries(from: pr.next, max: settings.maxEntriesPerAppend, maxBytes: settings.maxBytesPerAppend)
             send(to: peer, .append(prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: commitIndex))
             if pr.mode == .replicate, let last = entries.last {
                 pr.next = last.index + 1

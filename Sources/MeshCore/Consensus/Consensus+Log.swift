@@ -27,11 +27,18 @@ extension Consensus {
             return entries[Int(index - snapshotIndex - 1)]
         }
 
-        /// Entries from `index` on, at most `max`.
-        func entries(from index: Index, max: Int) -> [Entry] {
+        /// Entries from `index` on, at most `max` of them and (past the first) about `maxBytes`.
+        func entries(from index: Index, max: Int, maxBytes: Int = .max) -> [Entry] {
             guard index > snapshotIndex, index <= lastIndex else { return [] }
             let start = Int(index - snapshotIndex - 1)
-            return Array(entries[start..<Swift.min(entries.count, start + max)])
+            var end = start
+            var bytes = 0
+            while end < Swift.min(entries.count, start + max) {
+                bytes += entries[end].payload.approximateSize
+                if end > start && bytes > maxBytes { break }
+                end += 1
+            }
+            return Array(entries[start..<end])
         }
 
         /// Entries in `from...to`.

@@ -37,6 +37,14 @@ extension Consensus {
         case noop
         case configuration(Configuration)
         case command(ClusterState.Request)
+
+        var approximateSize: Int {
+            switch self {
+            case .noop: 16
+            case .configuration(let c): 32 + c.members.count * 10
+            case .command(let r): r.command.approximateSize
+            }
+        }
     }
 
     public struct Entry: Sendable, Equatable {

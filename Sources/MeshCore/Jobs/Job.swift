@@ -46,12 +46,18 @@ public struct JobSpec: Sendable, Equatable {
     public var held: Bool
     /// Where the command runs, relative to the workspace (empty: its root).
     public var workdir: String
+    /// The sweep that created it (0: none), its stage there, and the values it was made with.
+    public var sweep: SweepID
+    public var stage: String
+    public var parameters: [Parameter]
+    /// Hash of what it runs (plans deduplicate by it; empty: never deduplicated).
+    public var identity: String
 
     public init(
         name: String = "", command: [String], env: [String: String] = [:], resources: Resources = .init(),
         nodeClass: String = "", labels: [String: String] = [:], timeoutSeconds: UInt64 = 0, retries: Int = 0,
         priority: Int = 0, results: [String] = [], after: [JobID] = [], leaseSeconds: UInt64 = 0, held: Bool = false,
-        workdir: String = ""
+        workdir: String = "", sweep: SweepID = 0, stage: String = "", parameters: [Parameter] = [], identity: String = ""
     ) {
         self.name = name
         self.command = command
@@ -67,6 +73,18 @@ public struct JobSpec: Sendable, Equatable {
         self.leaseSeconds = leaseSeconds
         self.held = held
         self.workdir = workdir
+        self.sweep = sweep
+        self.stage = stage
+        self.parameters = parameters
+        self.identity = identity
+    }
+}
+
+extension JobSpec {
+    var approximateSize: Int {
+        128 + name.utf8.count + command.reduce(0) { $0 + 4 + $1.utf8.count } + env.reduce(0) { $0 + 8 + $1.key.utf8.count + $1.value.utf8.count }
+            + parameters.reduce(0) { $0 + 8 + $1.name.utf8.count + $1.value.utf8.count } + results.reduce(0) { $0 + 4 + $1.utf8.count }
+            + after.count * 10 + identity.utf8.count + stage.utf8.count + labels.count * 32 + nodeClass.utf8.count + workdir.utf8.count
     }
 }
 
@@ -228,6 +246,8 @@ public struct Job: Sendable, Equatable {
     public var lostAttempts: Int
     /// Failed attempts so far (counted against `retries`).
     public var failedAttempts: Int
+    /// It failed because a dependency did (it comes back to waiting if that one is retried).
+    public var dependencyFailed: Bool = false
 
     public init(
         id: JobID, spec: JobSpec, provenance: Provenance, submittedAt: Int64, submittedVia: NodeID, state: JobState,

@@ -826,6 +826,11 @@ public nonisolated struct WireStatusRequest: Sendable {
 
   public var jobIds: [UInt64] = []
 
+  /// Include the sweeps (summaries of all, or these in full).
+  public var sweeps: Bool = false
+
+  public var sweepIds: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -907,6 +912,12 @@ public nonisolated struct WireStatusReply: @unchecked Sendable {
   public var jobs: [WireJobRecord] {
     get {_storage._jobs}
     set {_uniqueStorage()._jobs = newValue}
+  }
+
+  /// When asked for: the sweeps.
+  public var sweeps: [WireSweepRecord] {
+    get {_storage._sweeps}
+    set {_uniqueStorage()._sweeps = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1360,6 +1371,14 @@ public nonisolated struct WireClusterRequest: Sendable {
     set {command = .stored(newValue)}
   }
 
+  public var plan: WirePlanChunk {
+    get {
+      if case .plan(let v)? = command {return v}
+      return WirePlanChunk()
+    }
+    set {command = .plan(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
@@ -1378,6 +1397,7 @@ public nonisolated struct WireClusterRequest: Sendable {
     case hold(WireJobsChange)
     case release(WireJobsChange)
     case stored(WireAttemptStored)
+    case plan(WirePlanChunk)
 
   }
 
@@ -1505,6 +1525,10 @@ public nonisolated struct WireClusterStateSnapshot: Sendable {
   public var jobs: [WireJobRecord] = []
 
   public var nextJobID: UInt64 = 0
+
+  public var sweeps: [WireSweepRecord] = []
+
+  public var nextSweepID: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1760,6 +1784,10 @@ public nonisolated struct WireForwardedStatus: Sendable {
 
   public var jobIds: [UInt64] = []
 
+  public var sweeps: Bool = false
+
+  public var sweepIds: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1863,11 +1891,45 @@ public nonisolated struct WireJobSpec: @unchecked Sendable {
     set {_uniqueStorage()._workdir = newValue}
   }
 
+  public var sweep: UInt64 {
+    get {_storage._sweep}
+    set {_uniqueStorage()._sweep = newValue}
+  }
+
+  public var stage: String {
+    get {_storage._stage}
+    set {_uniqueStorage()._stage = newValue}
+  }
+
+  public var parameters: [WireParameter] {
+    get {_storage._parameters}
+    set {_uniqueStorage()._parameters = newValue}
+  }
+
+  public var identity: String {
+    get {_storage._identity}
+    set {_uniqueStorage()._identity = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct WireParameter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct WireBlobRef: Sendable {
@@ -2168,6 +2230,11 @@ public nonisolated struct WireJobRecord: @unchecked Sendable {
     set {_uniqueStorage()._failedAttempts = newValue}
   }
 
+  public var dependencyFailed: Bool {
+    get {_storage._dependencyFailed}
+    set {_uniqueStorage()._dependencyFailed = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2337,6 +2404,229 @@ public nonisolated struct WireJobsChange: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct WirePlannedJob: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var spec: WireJobSpec {
+    get {_spec ?? WireJobSpec()}
+    set {_spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {self._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {self._spec = nil}
+
+  public var identity: String = String()
+
+  public var dependsOn: [String] = []
+
+  public var combination: UInt32 = 0
+
+  public var labels: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _spec: WireJobSpec? = nil
+}
+
+public nonisolated struct WirePlanChunk: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sweep: UInt64 {
+    get {_storage._sweep}
+    set {_uniqueStorage()._sweep = newValue}
+  }
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var axes: [String] {
+    get {_storage._axes}
+    set {_uniqueStorage()._axes = newValue}
+  }
+
+  public var stages: [String] {
+    get {_storage._stages}
+    set {_uniqueStorage()._stages = newValue}
+  }
+
+  public var total: UInt32 {
+    get {_storage._total}
+    set {_uniqueStorage()._total = newValue}
+  }
+
+  public var reuse: Bool {
+    get {_storage._reuse}
+    set {_uniqueStorage()._reuse = newValue}
+  }
+
+  public var provenance: WireProvenance {
+    get {_storage._provenance ?? WireProvenance()}
+    set {_uniqueStorage()._provenance = newValue}
+  }
+  /// Returns true if `provenance` has been explicitly set.
+  public var hasProvenance: Bool {_storage._provenance != nil}
+  /// Clears the value of `provenance`. Subsequent reads from it will return its default value.
+  public mutating func clearProvenance() {_uniqueStorage()._provenance = nil}
+
+  public var at: Int64 {
+    get {_storage._at}
+    set {_uniqueStorage()._at = newValue}
+  }
+
+  public var via: UInt64 {
+    get {_storage._via}
+    set {_uniqueStorage()._via = newValue}
+  }
+
+  public var jobs: [WirePlannedJob] {
+    get {_storage._jobs}
+    set {_uniqueStorage()._jobs = newValue}
+  }
+
+  public var final: Bool {
+    get {_storage._final}
+    set {_uniqueStorage()._final = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct WireSweepCell: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var job: UInt64 = 0
+
+  public var stage: String = String()
+
+  public var combination: UInt32 = 0
+
+  public var labels: [String] = []
+
+  public var reused: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireSweepRecord: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var submitter: String {
+    get {_storage._submitter}
+    set {_uniqueStorage()._submitter = newValue}
+  }
+
+  public var createdAt: Int64 {
+    get {_storage._createdAt}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+
+  public var axes: [String] {
+    get {_storage._axes}
+    set {_uniqueStorage()._axes = newValue}
+  }
+
+  public var stages: [String] {
+    get {_storage._stages}
+    set {_uniqueStorage()._stages = newValue}
+  }
+
+  public var total: UInt32 {
+    get {_storage._total}
+    set {_uniqueStorage()._total = newValue}
+  }
+
+  public var reuse: Bool {
+    get {_storage._reuse}
+    set {_uniqueStorage()._reuse = newValue}
+  }
+
+  /// staging, submitted or abandoned.
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  public var cells: [WireSweepCell] {
+    get {_storage._cells}
+    set {_uniqueStorage()._cells = newValue}
+  }
+
+  public var created: UInt32 {
+    get {_storage._created}
+    set {_uniqueStorage()._created = newValue}
+  }
+
+  public var staged: [WirePlannedJob] {
+    get {_storage._staged}
+    set {_uniqueStorage()._staged = newValue}
+  }
+
+  public var provenance: WireProvenance {
+    get {_storage._provenance ?? WireProvenance()}
+    set {_uniqueStorage()._provenance = newValue}
+  }
+  /// Returns true if `provenance` has been explicitly set.
+  public var hasProvenance: Bool {_storage._provenance != nil}
+  /// Clears the value of `provenance`. Subsequent reads from it will return its default value.
+  public mutating func clearProvenance() {_uniqueStorage()._provenance = nil}
+
+  public var via: UInt64 {
+    get {_storage._via}
+    set {_uniqueStorage()._via = newValue}
+  }
+
+  public var touchedAt: UInt64 {
+    get {_storage._touchedAt}
+    set {_uniqueStorage()._touchedAt = newValue}
+  }
+
+  /// In a summary: how many cells are in each state (the cells themselves are left out).
+  public var states: Dictionary<String,UInt32> {
+    get {_storage._states}
+    set {_uniqueStorage()._states = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireAttemptStored: Sendable {
@@ -3765,7 +4055,7 @@ nonisolated extension WireGossipJoinRejected: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0\u{1}jobs\0\u{3}job_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3776,6 +4066,8 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularBoolField(value: &self.local) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.jobs) }()
       case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.sweeps) }()
+      case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.sweepIds) }()
       default: break
       }
     }
@@ -3791,6 +4083,12 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.jobIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.jobIds, fieldNumber: 3)
     }
+    if self.sweeps != false {
+      try visitor.visitSingularBoolField(value: self.sweeps, fieldNumber: 4)
+    }
+    if !self.sweepIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.sweepIds, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3798,6 +4096,8 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.local != rhs.local {return false}
     if lhs.jobs != rhs.jobs {return false}
     if lhs.jobIds != rhs.jobIds {return false}
+    if lhs.sweeps != rhs.sweeps {return false}
+    if lhs.sweepIds != rhs.sweepIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3805,7 +4105,7 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0\u{1}sweeps\0")
 
   fileprivate class _StorageClass {
     var _node: WireNodeInfo? = nil
@@ -3819,6 +4119,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _coordinator: WireCoordinatorStatus? = nil
     var _nodes: [WireNodeRecord] = []
     var _jobs: [WireJobRecord] = []
+    var _sweeps: [WireSweepRecord] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3840,6 +4141,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _coordinator = source._coordinator
       _nodes = source._nodes
       _jobs = source._jobs
+      _sweeps = source._sweeps
     }
   }
 
@@ -3869,6 +4171,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._coordinator) }()
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._sweeps) }()
         default: break
         }
       }
@@ -3914,6 +4217,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._jobs.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 11)
       }
+      if !_storage._sweeps.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sweeps, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3934,6 +4240,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._coordinator != rhs_storage._coordinator {return false}
         if _storage._nodes != rhs_storage._nodes {return false}
         if _storage._jobs != rhs_storage._jobs {return false}
+        if _storage._sweeps != rhs_storage._sweeps {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4559,7 +4866,7 @@ nonisolated extension WireSetting: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0\u{1}submit\0\u{1}assign\0\u{1}started\0\u{1}finished\0\u{1}lost\0\u{1}cancel\0\u{1}retry\0\u{1}hold\0\u{1}release\0\u{1}stored\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0\u{1}submit\0\u{1}assign\0\u{1}started\0\u{1}finished\0\u{1}lost\0\u{1}cancel\0\u{1}retry\0\u{1}hold\0\u{1}release\0\u{1}stored\0\u{1}plan\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4754,6 +5061,19 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
           self.command = .stored(v)
         }
       }()
+      case 25: try {
+        var v: WirePlanChunk?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .plan(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .plan(v)
+        }
+      }()
       default: break
       }
     }
@@ -4830,6 +5150,10 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
     case .stored?: try {
       guard case .stored(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .plan?: try {
+      guard case .plan(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
     }()
     case nil: break
     }
@@ -5049,7 +5373,7 @@ nonisolated extension WireSessionRecord: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStateSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}sessions\0\u{1}settings\0\u{3}applied_index\0\u{1}jobs\0\u{3}next_job_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}sessions\0\u{1}settings\0\u{3}applied_index\0\u{1}jobs\0\u{3}next_job_id\0\u{1}sweeps\0\u{3}next_sweep_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5063,6 +5387,8 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.nextJobID) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.sweeps) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.nextSweepID) }()
       default: break
       }
     }
@@ -5087,6 +5413,12 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
     if self.nextJobID != 0 {
       try visitor.visitSingularUInt64Field(value: self.nextJobID, fieldNumber: 6)
     }
+    if !self.sweeps.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sweeps, fieldNumber: 7)
+    }
+    if self.nextSweepID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextSweepID, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5097,6 +5429,8 @@ nonisolated extension WireClusterStateSnapshot: SwiftProtobuf.Message, SwiftProt
     if lhs.appliedIndex != rhs.appliedIndex {return false}
     if lhs.jobs != rhs.jobs {return false}
     if lhs.nextJobID != rhs.nextJobID {return false}
+    if lhs.sweeps != rhs.sweeps {return false}
+    if lhs.nextSweepID != rhs.nextSweepID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5572,7 +5906,7 @@ nonisolated extension WireForwardedWrite: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ForwardedStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{3}job_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5582,6 +5916,8 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.jobs) }()
       case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.sweeps) }()
+      case 4: try { try decoder.decodeRepeatedUInt64Field(value: &self.sweepIds) }()
       default: break
       }
     }
@@ -5594,12 +5930,20 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.jobIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.jobIds, fieldNumber: 2)
     }
+    if self.sweeps != false {
+      try visitor.visitSingularBoolField(value: self.sweeps, fieldNumber: 3)
+    }
+    if !self.sweepIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.sweepIds, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireForwardedStatus, rhs: WireForwardedStatus) -> Bool {
     if lhs.jobs != rhs.jobs {return false}
     if lhs.jobIds != rhs.jobIds {return false}
+    if lhs.sweeps != rhs.sweeps {return false}
+    if lhs.sweepIds != rhs.sweepIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5652,7 +5996,7 @@ nonisolated extension WireJobResources: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0\u{1}sweep\0\u{1}stage\0\u{1}parameters\0\u{1}identity\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -5669,6 +6013,10 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
     var _leaseSeconds: UInt64 = 0
     var _held: Bool = false
     var _workdir: String = String()
+    var _sweep: UInt64 = 0
+    var _stage: String = String()
+    var _parameters: [WireParameter] = []
+    var _identity: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -5693,6 +6041,10 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       _leaseSeconds = source._leaseSeconds
       _held = source._held
       _workdir = source._workdir
+      _sweep = source._sweep
+      _stage = source._stage
+      _parameters = source._parameters
+      _identity = source._identity
     }
   }
 
@@ -5725,6 +6077,10 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._leaseSeconds) }()
         case 13: try { try decoder.decodeSingularBoolField(value: &_storage._held) }()
         case 14: try { try decoder.decodeSingularStringField(value: &_storage._workdir) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._sweep) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._stage) }()
+        case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._parameters) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
         default: break
         }
       }
@@ -5779,6 +6135,18 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       if !_storage._workdir.isEmpty {
         try visitor.visitSingularStringField(value: _storage._workdir, fieldNumber: 14)
       }
+      if _storage._sweep != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sweep, fieldNumber: 15)
+      }
+      if !_storage._stage.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stage, fieldNumber: 16)
+      }
+      if !_storage._parameters.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._parameters, fieldNumber: 17)
+      }
+      if !_storage._identity.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._identity, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -5802,10 +6170,49 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         if _storage._leaseSeconds != rhs_storage._leaseSeconds {return false}
         if _storage._held != rhs_storage._held {return false}
         if _storage._workdir != rhs_storage._workdir {return false}
+        if _storage._sweep != rhs_storage._sweep {return false}
+        if _storage._stage != rhs_storage._stage {return false}
+        if _storage._parameters != rhs_storage._parameters {return false}
+        if _storage._identity != rhs_storage._identity {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireParameter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Parameter"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireParameter, rhs: WireParameter) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6191,7 +6598,7 @@ nonisolated extension WireJobEvent: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}spec\0\u{1}provenance\0\u{3}submitted_at\0\u{3}submitted_via\0\u{1}state\0\u{1}reason\0\u{1}history\0\u{1}attempts\0\u{1}results\0\u{3}results_bundle\0\u{3}cancel_requested\0\u{3}lost_attempts\0\u{3}failed_attempts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}spec\0\u{1}provenance\0\u{3}submitted_at\0\u{3}submitted_via\0\u{1}state\0\u{1}reason\0\u{1}history\0\u{1}attempts\0\u{1}results\0\u{3}results_bundle\0\u{3}cancel_requested\0\u{3}lost_attempts\0\u{3}failed_attempts\0\u{3}dependency_failed\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -6208,6 +6615,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _cancelRequested: Bool = false
     var _lostAttempts: UInt32 = 0
     var _failedAttempts: UInt32 = 0
+    var _dependencyFailed: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6232,6 +6640,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _cancelRequested = source._cancelRequested
       _lostAttempts = source._lostAttempts
       _failedAttempts = source._failedAttempts
+      _dependencyFailed = source._dependencyFailed
     }
   }
 
@@ -6264,6 +6673,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 12: try { try decoder.decodeSingularBoolField(value: &_storage._cancelRequested) }()
         case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._lostAttempts) }()
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._failedAttempts) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._dependencyFailed) }()
         default: break
         }
       }
@@ -6318,6 +6728,9 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if _storage._failedAttempts != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._failedAttempts, fieldNumber: 14)
       }
+      if _storage._dependencyFailed != false {
+        try visitor.visitSingularBoolField(value: _storage._dependencyFailed, fieldNumber: 15)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6341,6 +6754,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._cancelRequested != rhs_storage._cancelRequested {return false}
         if _storage._lostAttempts != rhs_storage._lostAttempts {return false}
         if _storage._failedAttempts != rhs_storage._failedAttempts {return false}
+        if _storage._dependencyFailed != rhs_storage._dependencyFailed {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6678,6 +7092,432 @@ nonisolated extension WireJobsChange: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.jobs != rhs.jobs {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePlannedJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlannedJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}identity\0\u{3}depends_on\0\u{1}combination\0\u{1}labels\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.identity) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.dependsOn) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.combination) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.labels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.identity.isEmpty {
+      try visitor.visitSingularStringField(value: self.identity, fieldNumber: 2)
+    }
+    if !self.dependsOn.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.dependsOn, fieldNumber: 3)
+    }
+    if self.combination != 0 {
+      try visitor.visitSingularUInt32Field(value: self.combination, fieldNumber: 4)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.labels, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WirePlannedJob, rhs: WirePlannedJob) -> Bool {
+    if lhs._spec != rhs._spec {return false}
+    if lhs.identity != rhs.identity {return false}
+    if lhs.dependsOn != rhs.dependsOn {return false}
+    if lhs.combination != rhs.combination {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlanChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sweep\0\u{1}name\0\u{1}axes\0\u{1}stages\0\u{1}total\0\u{1}reuse\0\u{1}provenance\0\u{1}at\0\u{1}via\0\u{1}jobs\0\u{1}final\0")
+
+  fileprivate class _StorageClass {
+    var _sweep: UInt64 = 0
+    var _name: String = String()
+    var _axes: [String] = []
+    var _stages: [String] = []
+    var _total: UInt32 = 0
+    var _reuse: Bool = false
+    var _provenance: WireProvenance? = nil
+    var _at: Int64 = 0
+    var _via: UInt64 = 0
+    var _jobs: [WirePlannedJob] = []
+    var _final: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _sweep = source._sweep
+      _name = source._name
+      _axes = source._axes
+      _stages = source._stages
+      _total = source._total
+      _reuse = source._reuse
+      _provenance = source._provenance
+      _at = source._at
+      _via = source._via
+      _jobs = source._jobs
+      _final = source._final
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._sweep) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._axes) }()
+        case 4: try { try decoder.decodeRepeatedStringField(value: &_storage._stages) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._total) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._reuse) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._provenance) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._at) }()
+        case 9: try { try decoder.decodeSingularFixed64Field(value: &_storage._via) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._final) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._sweep != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sweep, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._axes.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._axes, fieldNumber: 3)
+      }
+      if !_storage._stages.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._stages, fieldNumber: 4)
+      }
+      if _storage._total != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._total, fieldNumber: 5)
+      }
+      if _storage._reuse != false {
+        try visitor.visitSingularBoolField(value: _storage._reuse, fieldNumber: 6)
+      }
+      try { if let v = _storage._provenance {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if _storage._at != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._at, fieldNumber: 8)
+      }
+      if _storage._via != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._via, fieldNumber: 9)
+      }
+      if !_storage._jobs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 10)
+      }
+      if _storage._final != false {
+        try visitor.visitSingularBoolField(value: _storage._final, fieldNumber: 11)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WirePlanChunk, rhs: WirePlanChunk) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._sweep != rhs_storage._sweep {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._axes != rhs_storage._axes {return false}
+        if _storage._stages != rhs_storage._stages {return false}
+        if _storage._total != rhs_storage._total {return false}
+        if _storage._reuse != rhs_storage._reuse {return false}
+        if _storage._provenance != rhs_storage._provenance {return false}
+        if _storage._at != rhs_storage._at {return false}
+        if _storage._via != rhs_storage._via {return false}
+        if _storage._jobs != rhs_storage._jobs {return false}
+        if _storage._final != rhs_storage._final {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSweepCell: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SweepCell"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}stage\0\u{1}combination\0\u{1}labels\0\u{1}reused\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.job) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.stage) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.combination) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.labels) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.reused) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.job != 0 {
+      try visitor.visitSingularUInt64Field(value: self.job, fieldNumber: 1)
+    }
+    if !self.stage.isEmpty {
+      try visitor.visitSingularStringField(value: self.stage, fieldNumber: 2)
+    }
+    if self.combination != 0 {
+      try visitor.visitSingularUInt32Field(value: self.combination, fieldNumber: 3)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.labels, fieldNumber: 4)
+    }
+    if self.reused != false {
+      try visitor.visitSingularBoolField(value: self.reused, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSweepCell, rhs: WireSweepCell) -> Bool {
+    if lhs.job != rhs.job {return false}
+    if lhs.stage != rhs.stage {return false}
+    if lhs.combination != rhs.combination {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.reused != rhs.reused {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSweepRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SweepRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}submitter\0\u{3}created_at\0\u{1}axes\0\u{1}stages\0\u{1}total\0\u{1}reuse\0\u{1}status\0\u{1}reason\0\u{1}cells\0\u{1}created\0\u{1}staged\0\u{1}provenance\0\u{1}via\0\u{3}touched_at\0\u{1}states\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt64 = 0
+    var _name: String = String()
+    var _submitter: String = String()
+    var _createdAt: Int64 = 0
+    var _axes: [String] = []
+    var _stages: [String] = []
+    var _total: UInt32 = 0
+    var _reuse: Bool = false
+    var _status: String = String()
+    var _reason: String = String()
+    var _cells: [WireSweepCell] = []
+    var _created: UInt32 = 0
+    var _staged: [WirePlannedJob] = []
+    var _provenance: WireProvenance? = nil
+    var _via: UInt64 = 0
+    var _touchedAt: UInt64 = 0
+    var _states: Dictionary<String,UInt32> = [:]
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _name = source._name
+      _submitter = source._submitter
+      _createdAt = source._createdAt
+      _axes = source._axes
+      _stages = source._stages
+      _total = source._total
+      _reuse = source._reuse
+      _status = source._status
+      _reason = source._reason
+      _cells = source._cells
+      _created = source._created
+      _staged = source._staged
+      _provenance = source._provenance
+      _via = source._via
+      _touchedAt = source._touchedAt
+      _states = source._states
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._submitter) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAt) }()
+        case 5: try { try decoder.decodeRepeatedStringField(value: &_storage._axes) }()
+        case 6: try { try decoder.decodeRepeatedStringField(value: &_storage._stages) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._total) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._reuse) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._cells) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._created) }()
+        case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._staged) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._provenance) }()
+        case 15: try { try decoder.decodeSingularFixed64Field(value: &_storage._via) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._touchedAt) }()
+        case 17: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: &_storage._states) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._submitter.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._submitter, fieldNumber: 3)
+      }
+      if _storage._createdAt != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAt, fieldNumber: 4)
+      }
+      if !_storage._axes.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._axes, fieldNumber: 5)
+      }
+      if !_storage._stages.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._stages, fieldNumber: 6)
+      }
+      if _storage._total != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._total, fieldNumber: 7)
+      }
+      if _storage._reuse != false {
+        try visitor.visitSingularBoolField(value: _storage._reuse, fieldNumber: 8)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 9)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 10)
+      }
+      if !_storage._cells.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._cells, fieldNumber: 11)
+      }
+      if _storage._created != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._created, fieldNumber: 12)
+      }
+      if !_storage._staged.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._staged, fieldNumber: 13)
+      }
+      try { if let v = _storage._provenance {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      if _storage._via != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._via, fieldNumber: 15)
+      }
+      if _storage._touchedAt != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._touchedAt, fieldNumber: 16)
+      }
+      if !_storage._states.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: _storage._states, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSweepRecord, rhs: WireSweepRecord) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._submitter != rhs_storage._submitter {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._axes != rhs_storage._axes {return false}
+        if _storage._stages != rhs_storage._stages {return false}
+        if _storage._total != rhs_storage._total {return false}
+        if _storage._reuse != rhs_storage._reuse {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._cells != rhs_storage._cells {return false}
+        if _storage._created != rhs_storage._created {return false}
+        if _storage._staged != rhs_storage._staged {return false}
+        if _storage._provenance != rhs_storage._provenance {return false}
+        if _storage._via != rhs_storage._via {return false}
+        if _storage._touchedAt != rhs_storage._touchedAt {return false}
+        if _storage._states != rhs_storage._states {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
