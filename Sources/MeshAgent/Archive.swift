@@ -14,10 +14,24 @@ public struct SHA256Hasher {
 
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
+    /// The hash of a string's UTF-8.
+    public static func text(_ s: String) -> String {
+        var h = SHA256Hasher()
+        var s = s
+        s.withUTF8 { h.update(UnsafeRawBufferPointer($0)) }
+        return h.finish()
+    }
+
     public mutating func finish() -> String {
         var out = [UInt8](repeating: 0, count: 32)
         crypto_hash_sha256_final(&state, &out)
-        return out.map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8](repeating: 0, count: 64)
+        for (i, b) in out.enumerated() {
+            hex[2 * i] = digits[Int(b >> 4)]
+            hex[2 * i + 1] = digits[Int(b & 15)]
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// The hash of a file's contents (not following a symlink), and its size.

@@ -116,6 +116,7 @@ struct JobsCommand: ParsableCommand {
     @Option(name: .long, help: "Only jobs in this state (pending, waiting, held, assigned, running, succeeded, failed, cancelled).") var state: [String] = []
     @Option(name: .long, help: "Only jobs whose latest attempt is on this node.") var node: String?
     @Option(name: .long, help: "Only jobs whose name contains this.") var name: String?
+    @Option(name: .long, help: "Only the jobs of this sweep (s12, or last-sweep).") var sweep: String?
     @Flag(name: .long, help: "JSON.") var json = false
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
@@ -129,7 +130,14 @@ struct JobsCommand: ParsableCommand {
     func run() throws {
         try withClient(data, remote) { client in
             let names = nodeNames(client)
-            let jobs = try client.jobs().filter { j in
+            let all: [Job]
+            if let sweep {
+                guard let id = try SweepReference.parse(sweep, data: data) else { throw ValidationError("'\(sweep)' is not a sweep (s12, or last-sweep)") }
+                all = try client.jobs(batched: try SweepReference.fetch(id, client: client).jobIDs)
+            } else {
+                all = try client.jobs()
+            }
+            let jobs = all.filter { j in
                 (state.isEmpty || state.contains(j.state.rawValue))
                     && (node == nil || j.current.map { names[$0.node] == node } == true)
                     && (name == nil || j.displayName.contains(name!))
@@ -158,17 +166,28 @@ func printTable(_ rows: [[String]]) {
 struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Everything about one job: spec, code, every attempt, every change.")
 
-    @Argument(help: "The job (a number or `last`).") var job: String
+    @Argument(help: "The job (a number or `last`), or a sweep (s12, or last-sweep: its grid of cells).") var job: String
     @Flag(name: .long, help: "JSON.") var json = false
     @Flag(name: .long, help: "Print the uncommitted changes (`git diff HEAD` at submit time) only.") var diff = false
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
 
     func run() throws {
+        if let sweep = try SweepReference.parse(job, data: data) {
+            return try withClient(data, remote) { client in
+                let s = try SweepReference.fetch(sweep, client: client)
+                let jobs = Dictionary(uniqueKeysWithValues: try client.jobs(batched: s.jobIDs).map { ($0.id, $0) })
+                try SweepGrid.show(s, jobs: jobs, json: json, diff: diff)
+            }
+        }
         let id = try JobReference.resolve(job, data: data)
         try withClient(data, remote) { client in
-            guard let j = try client.jobs([id]).first else { throw SubmitRefused(message: "no job \(id)") }
+            guard var j = try client.jobs([id]).first else { throw SubmitRefused(message: "no job \(id)") }
             let names = nodeNames(client)
+            // A sweep's jobs share its code; the diff is kept once, on the sweep.
+            if j.spec.sweep != 0, j.provenance.diffSummary.isEmpty, let s = try? SweepReference.fetch(j.spec.sweep, client: client) {
+                j.provenance.diffSummary = s.provenance.diffSummary
+            }
             if diff { return print(j.provenance.diffSummary, terminator: "") }
             if json { return try printJSON(JobView(j, names: names)) }
             print("job \(j.id): \(j.displayName)")
@@ -188,6 +207,8 @@ struct ShowCommand: ParsableCommand {
             if let b = p.bundle { print("  bundle     \(b.hash.prefix(16)) \(ByteCount(b.size)) on \(b.holders.map { names[$0] ?? "\($0)" }.joined(separator: ", "))") }
             print("  resources  \(j.spec.resources.slots) slot(s), \(j.spec.resources.gpus) GPU(s)\(j.spec.nodeClass.isEmpty ? "" : ", class \(j.spec.nodeClass)"), retries \(j.spec.retries)\(j.spec.timeoutSeconds > 0 ? ", timeout \(j.spec.timeoutSeconds) s" : "")")
             if !j.spec.after.isEmpty { print("  after      \(j.spec.after.map(String.init).joined(separator: ", "))") }
+            if j.spec.sweep != 0 { print("  sweep      \(Sweep.label(j.spec.sweep)), stage \(j.spec.stage)") }
+            if !j.spec.parameters.isEmpty { print("  values     " + j.spec.parameters.map { "\($0.name)=\($0.value)" }.joined(separator: " ")) }
             for a in j.attempts {
                 print("  attempt \(a.number) on \(names[a.node] ?? "\(a.node)") (term \(a.term)): assigned \(clock(a.assignedAt)), started \(clock(a.startedAt)), ended \(clock(a.endedAt))\(a.outcome.map { ": " + describe($0) } ?? ""), log \(ByteCount(a.logBytes))")
             }
@@ -232,31 +253,56 @@ struct LogsCommand: ParsableCommand {
     }
 }
 
-/// cancel, retry, hold, release: one write for many jobs.
+/// cancel, retry, hold, release: one write for many jobs; a sweep stands for those of its jobs
+/// that `pick` chooses.
 struct JobsChangeCommand {
-    static func run(_ jobs: [String], data: DataOptions, remote: RemoteOptions, _ command: ([JobID]) -> ClusterState.Command) throws {
-        let ids = try jobs.map { try JobReference.resolve($0, data: data) }
+    static func run(_ jobs: [String], data: DataOptions, remote: RemoteOptions, pick: @escaping (Job) -> Bool = { _ in true },
+                    _ command: ([JobID]) -> ClusterState.Command) throws {
+        var ids: [JobID] = []
+        var sweeps: [SweepID] = []
+        for text in jobs {
+            if let s = try SweepReference.parse(text, data: data) { sweeps.append(s) } else { ids.append(try JobReference.resolve(text, data: data)) }
+        }
+        if !sweeps.isEmpty {
+            try withClient(data, remote) { client in
+                for s in sweeps {
+                    let picked = try client.jobs(batched: try SweepReference.fetch(s, client: client).jobIDs).filter(pick).map(\.id)
+                    if picked.isEmpty { FileHandleWriter.stderr("sweep \(Sweep.label(s)): no job to change\n") }
+                    ids += picked
+                }
+            }
+            if ids.isEmpty { return }
+        }
         try runWrite(command(ids), data: data, remote: remote)
     }
 }
 
 struct CancelCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel jobs (a running one gets SIGTERM, then SIGKILL).")
-    @Argument(help: "Jobs.") var jobs: [String]
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel jobs (a running one gets SIGTERM, then SIGKILL), or every unfinished job of a sweep.")
+    @Argument(help: "Jobs or sweeps (s12).") var jobs: [String]
     @Option(name: .long, help: "Why.") var reason: String = ""
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
     func run() throws {
-        try JobsChangeCommand.run(jobs, data: data, remote: remote) { .cancel($0, reason: reason.isEmpty ? "by \(ProcessInfo.processInfo.environment["USER"] ?? "the user")" : reason, at: unixMillis()) }
+        try JobsChangeCommand.run(jobs, data: data, remote: remote, pick: { !$0.state.isTerminal }) { .cancel($0, reason: reason.isEmpty ? "by \(ProcessInfo.processInfo.environment["USER"] ?? "the user")" : reason, at: unixMillis()) }
     }
 }
 
 struct RetryCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "retry", abstract: "Run ended jobs again (a new attempt).")
-    @Argument(help: "Jobs.") var jobs: [String]
+    static let configuration = CommandConfiguration(
+        commandName: "retry",
+        abstract: "Run failed or cancelled jobs again (a new attempt); for a sweep, those of its jobs (their dependents come back with them).")
+    @Argument(help: "Jobs or sweeps (s12).") var jobs: [String]
+    @Flag(name: .long, help: "Of a sweep, only the jobs that failed (not those cancelled).") var failed = false
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
-    func run() throws { try JobsChangeCommand.run(jobs, data: data, remote: remote) { .retry($0, at: unixMillis()) } }
+    func run() throws {
+        let onlyFailed = failed
+        // Jobs that failed only because a dependency did come back when that one is retried.
+        try JobsChangeCommand.run(jobs, data: data, remote: remote, pick: { j in
+            (j.state == .failed && !j.dependencyFailed) || (!onlyFailed && j.state == .cancelled)
+        }) { .retry($0, at: unixMillis()) }
+    }
 }
 
 struct HoldCommand: ParsableCommand {
@@ -278,31 +324,56 @@ struct ReleaseCommand: ParsableCommand {
 struct ResultsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "results", abstract: "Copy a job's result files here (from any node that holds them); hashes are checked.")
-    @Argument(help: "The job (a number or `last`).") var job: String
-    @Argument(help: "Where to put them (default: ./results/JOB).") var destination: String?
+    @Argument(help: "The job (a number or `last`), or a sweep (s12: one folder per job).") var job: String
+    @Argument(help: "Where to put them (default: ./results/JOB or ./results/SWEEP).") var destination: String?
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
 
     func run() throws {
+        if let sweep = try SweepReference.parse(job, data: data) {
+            return try withClient(data, remote) { client in
+                let s = try SweepReference.fetch(sweep, client: client)
+                let root = destination ?? "results/\(Sweep.label(sweep))"
+                var copied = 0
+                var missing: [String] = []
+                for j in try client.jobs(batched: s.jobIDs) {
+                    guard j.resultsBundle != nil else {
+                        missing.append("\(j.id) (\(j.state.rawValue))")
+                        continue
+                    }
+                    let written = try Self.fetch(j, into: root + "/" + SweepExport.folder(j), client: client)
+                    print("\(written.count) file\(written.count == 1 ? "" : "s") of job \(j.id) in \(root)/\(SweepExport.folder(j))")
+                    copied += 1
+                }
+                print("results of \(copied) of \(s.jobIDs.count) jobs of \(Sweep.label(sweep)) in \(root)" + (missing.isEmpty ? "" : "; none yet from " + missing.prefix(10).joined(separator: ", ") + (missing.count > 10 ? ", …" : "")))
+            }
+        }
         let id = try JobReference.resolve(job, data: data)
         try withClient(data, remote) { client in
             guard let j = try client.jobs([id]).first else { throw SubmitRefused(message: "no job \(id)") }
-            guard let bundle = j.resultsBundle else {
+            guard j.resultsBundle != nil else {
                 throw SubmitRefused(message: j.state.isTerminal ? "job \(id) left no results" : "job \(id) is \(j.state.rawValue): results come when it ends")
             }
             let dest = destination ?? "results/\(id)"
-            try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
-            let tmp = NSTemporaryDirectory() + "mesh-results-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-            defer { unlink(tmp) }
-            try client.getBlob(bundle.hash, holders: bundle.holders, to: tmp)
-            let written = try Archive.unpack(tmp, into: dest, skip: [".mesh"])
-            for r in j.results where written.contains(r.path) {
-                let h = try SHA256Hasher.file(dest + "/" + r.path)
-                guard h.hash == r.sha256 else { throw SubmitRefused(message: "\(r.path) does not match its recorded hash") }
-            }
+            let written = try Self.fetch(j, into: dest, client: client)
             print("\(written.count) file\(written.count == 1 ? "" : "s") of job \(id) in \(dest)")
             for w in written { print("  \(w)") }
         }
+    }
+
+    /// Copies a job's results into `dest` and checks their hashes.
+    static func fetch(_ j: Job, into dest: String, client: MeshClient) throws -> [String] {
+        guard let bundle = j.resultsBundle else { return [] }
+        try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
+        let tmp = NSTemporaryDirectory() + "mesh-results-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        defer { unlink(tmp) }
+        try client.getBlob(bundle.hash, holders: bundle.holders, to: tmp)
+        let written = try Archive.unpack(tmp, into: dest, skip: [".mesh"])
+        for r in j.results where written.contains(r.path) {
+            let h = try SHA256Hasher.file(dest + "/" + r.path)
+            guard h.hash == r.sha256 else { throw SubmitRefused(message: "\(r.path) of job \(j.id) does not match its recorded hash") }
+        }
+        return written
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MeshAgent
 import MeshCore
+import MeshPlan
 
 /// `mesh submit [options] -- CMD…`
 struct SubmitCommand: ParsableCommand {
@@ -42,6 +43,9 @@ struct SubmitCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the job as JSON.") var json = false
     @Flag(name: .long, help: "Show what would be submitted, and submit nothing.") var dryRun = false
     @Option(name: .long, help: ArgumentHelp("Largest code bundle to send, in MiB.", valueName: "MiB")) var maxBundle: UInt64 = 256
+    @Option(name: .long, help: ArgumentHelp("An axis of a sweep: one job per value, as {K} in the command (repeatable: the Cartesian product).", valueName: "K=V1,V2,…"))
+    var matrix: [String] = []
+    @Option(name: .customShort("x"), help: ArgumentHelp("Run each job N times (as {repeat}).", valueName: "N")) var repeats: Int = 1
 
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
@@ -60,9 +64,29 @@ struct SubmitCommand: ParsableCommand {
         for l in label + env where !l.contains("=") { throw ValidationError("'\(l)' is not K=V") }
         if mem != nil, memoryMB == nil { throw ValidationError("--mem takes a size such as 4096, 4G or 512M") }
         if code != nil, noCode { throw ValidationError("--code and --no-code cannot go together") }
+        guard repeats >= 1, repeats <= 100_000 else { throw ValidationError("-x takes a count from 1 to 100000") }
+        _ = try axes()
         for r in results where r.hasPrefix("/") || r.split(separator: "/").contains("..") {
             throw ValidationError("--results '\(r)' must stay inside the workspace (relative, no '..')")
         }
+    }
+
+    /// The --matrix axes (and -x as the axis `repeat`).
+    func axes() throws -> [Plan.Axis] {
+        var out: [Plan.Axis] = []
+        for m in matrix {
+            let parts = m.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            guard parts.count == 2, Plan.isName(name) else {
+                throw ValidationError("--matrix '\(m)' is not NAME=V1,V2,… (a name of letters, digits, '_' and '-')")
+            }
+            let values = parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard !values.contains(where: \.isEmpty) else { throw ValidationError("--matrix \(name): an empty value (\(m))") }
+            guard !out.contains(where: { $0.name == name }) else { throw ValidationError("--matrix \(name) is given twice") }
+            out.append(Plan.Axis(name: name, choices: values.map { [Plan.Value(name, $0)] }))
+        }
+        if repeats > 1 { out.append(Plan.Axis(name: "repeat", choices: (1...repeats).map { [Plan.Value("repeat", "\($0)")] })) }
+        return out
     }
 
     var memoryMB: Int? {
@@ -76,6 +100,7 @@ struct SubmitCommand: ParsableCommand {
 
     func run() throws {
         Logging.bootstrap(nil)
+        if !matrix.isEmpty || repeats > 1 { return try submitSweep() }
         try reportingErrors {
             let snapshot = try noCode ? nil : CodeSnapshot.take(from: code ?? FileManager.default.currentDirectoryPath, plainDirectory: code != nil)
             var spec = JobSpec(
@@ -88,7 +113,7 @@ struct SubmitCommand: ParsableCommand {
                 leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold,
                 workdir: snapshot?.workdir ?? "")
             var provenance = snapshot?.provenance ?? Provenance()
-            provenance.submitter = "\(ProcessInfo.processInfo.environment["USER"] ?? "user")@\(ProcessInfo.processInfo.hostName)"
+            provenance.submitter = CodeUpload.submitter()
             if dryRun {
                 print("would submit: \(spec.command.joined(separator: " "))")
                 print("  name \(spec.name), slots \(spec.resources.slots), gpus \(spec.resources.gpus), class '\(spec.nodeClass)', retries \(spec.retries)")
@@ -102,18 +127,7 @@ struct SubmitCommand: ParsableCommand {
             }
             let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
             defer { client.close() }
-            if let snapshot {
-                let tmp = NSTemporaryDirectory() + "mesh-bundle-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-                defer { unlink(tmp) }
-                let packed: (hash: String, size: UInt64, skipped: [String])
-                do {
-                    packed = try Archive.pack(snapshot.entries, to: tmp, limit: maxBundle << 20)
-                } catch ArchiveError.tooLarge {
-                    throw SubmitRefused(message: "the code in \(snapshot.provenance.directory) is over \(maxBundle) MiB; leave data out of the checkout (.gitignore), pass --code DIR, or raise --max-bundle")
-                }
-                let holders = try client.putBlob(tmp, hash: packed.hash, size: packed.size, replicas: 2)
-                provenance.bundle = BlobRef(hash: packed.hash, size: packed.size, holders: holders)
-            }
+            if let snapshot { provenance.bundle = try CodeUpload.bundle(snapshot, client: client, maxBundle: maxBundle) }
             let (outcome, _) = try client.write(.submit(spec, provenance, at: 0, via: NodeID(0)))
             guard case .created(let ids, _) = outcome, let id = ids.first else {
                 if case .rejected(let why) = outcome { throw SubmitRefused(message: why) }
@@ -128,6 +142,52 @@ struct SubmitCommand: ParsableCommand {
             }
             if follow { try LogsCommand.stream(client: client, job: id, attempt: 0, follow: true) }
             if wait || follow { throw ExitCode(try JobWaiter.wait(client: client, job: id, quiet: follow)) }
+        }
+    }
+}
+
+/// Packs a code snapshot and stores it on two live nodes.
+enum CodeUpload {
+    static func bundle(_ snapshot: CodeSnapshot, client: MeshClient, maxBundle: UInt64) throws -> BlobRef {
+        let tmp = NSTemporaryDirectory() + "mesh-bundle-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        defer { unlink(tmp) }
+        let packed: (hash: String, size: UInt64, skipped: [String])
+        do {
+            packed = try Archive.pack(snapshot.entries, to: tmp, limit: maxBundle << 20)
+        } catch ArchiveError.tooLarge {
+            throw SubmitRefused(message: "the code in \(snapshot.provenance.directory) is over \(maxBundle) MiB; leave data out of the checkout (.gitignore), pass --code DIR, or raise --max-bundle")
+        }
+        let holders = try client.putBlob(tmp, hash: packed.hash, size: packed.size, replicas: 2)
+        return BlobRef(hash: packed.hash, size: packed.size, holders: holders)
+    }
+
+    static func submitter() -> String {
+        "\(ProcessInfo.processInfo.environment["USER"] ?? "user")@\(ProcessInfo.processInfo.hostName)"
+    }
+}
+
+extension SubmitCommand {
+    /// `--matrix` / `-x`: a one-stage sweep of this command.
+    func submitSweep() throws {
+        try reportingErrors {
+            let base = JobSpec(
+                command: argv,
+                env: Dictionary(env.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
+                resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass,
+                labels: Dictionary(label.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
+                timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
+                priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
+                leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold)
+            let plan = Plan(command: .argv(argv), axes: try axes())
+            let submission = SweepSubmission(plan: plan, name: name ?? String(argv.joined(separator: " ").prefix(60)), base: base, reuse: false,
+                                             limit: ClusterState.defaultMaxPlanJobs * 10)
+            guard let sweep = try submission.run(code: CodeSource(directory: code, none: noCode), dryRun: dryRun, remote: remote, data: data,
+                                                 maxBundle: maxBundle, json: json) else { return }
+            if wait || follow {
+                let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
+                defer { client.close() }
+                throw ExitCode(try SweepReference.wait(sweep, client: client))
+            }
         }
     }
 }

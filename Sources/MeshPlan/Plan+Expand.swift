@@ -71,6 +71,8 @@ extension Plan {
             }
             var base: [Value] = fixed
             for a in axes.indices { base += axes[a].choices[choice[a]] }
+            // In the order the plan defines them (a matrix has no lines: its order as given).
+            base = base.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element)
             let labels = axes.indices.map { axes[$0].label(choice[$0]) }
             var stageValues: [[String: String]] = []
             var stageCells: [Int] = []

@@ -131,7 +131,7 @@ extension Plan {
         return name
     }
 
-    static func isName(_ s: String) -> Bool {
+    public static func isName(_ s: String) -> Bool {
         !s.isEmpty && s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }
     }
 

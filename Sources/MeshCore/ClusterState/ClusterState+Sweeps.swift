@@ -56,6 +56,7 @@ extension ClusterState {
             if let problem = Self.invalid(p.spec) { return "\(p.spec.name): \(problem)" }
             guard !p.identity.isEmpty else { return "\(p.spec.name) has no identity" }
             for d in p.dependsOn where !seen.contains(d) { return "\(p.spec.name) depends on a job that is not earlier in the plan" }
+            for d in p.spec.after where jobs[d] == nil { return "--after \(d): no such job" }
             seen.insert(p.identity)
             let placement = p.spec.nodeClass + "\u{1}" + p.spec.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1}")
             let why: String?
@@ -73,6 +74,9 @@ extension ClusterState {
     /// Creates the staged jobs (or reuses identical ones) and records the cells.
     private mutating func materialize(_ sweep: inout Sweep, at: Int64, index: Consensus.Index) {
         var local: [String: JobID] = [:]
+        // The uncommitted diff (up to 256 KiB) is kept once, on the sweep, not on each of its jobs.
+        var provenance = sweep.provenance
+        provenance.diffSummary = ""
         for p in sweep.staged {
             let stage = p.spec.stage
             if let id = local[p.identity] {
@@ -91,10 +95,10 @@ extension ClusterState {
                 continue
             }
             var spec = p.spec
-            spec.after = p.dependsOn.map { local[$0]! }
+            spec.after = p.spec.after + p.dependsOn.map { local[$0]! }
             spec.sweep = sweep.id
             spec.identity = p.identity
-            let id = create(spec, sweep.provenance, at: at, via: sweep.via, index: index)
+            let id = create(spec, provenance, at: at, via: sweep.via, index: index)
             local[p.identity] = id
             sweep.created += 1
             sweep.cells.append(SweepCell(job: id, stage: stage, combination: p.combination, labels: p.labels, reused: false))
