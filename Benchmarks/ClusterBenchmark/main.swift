@@ -11,7 +11,11 @@
 //                (as the process itself records it), 1,000 no-op jobs end to end next to GNU parallel
 //                running the same 1,000 commands with the same slots
 //
-//   swift run -c release ClusterBenchmark [sim|processes|coordinator|jobs|all] [--runs N] [--agents N]
+//   plan         plans with real agents: `mesh plan` of a 10,000-job plan (two stages, held) from
+//                start to acknowledged, its expansion alone (--dry-run), next to 1,000 single submits
+//                (per job); and the order in which a small staged plan's jobs started
+//
+//   swift run -c release ClusterBenchmark [sim|processes|coordinator|jobs|plan|all] [--runs N] [--agents N]
 import Foundation
 import MeshAgent
 import MeshCore
@@ -290,6 +294,7 @@ if mode == "sim" || mode == "all" { simulation() }
 if mode == "processes" || mode == "all" { try processes() }
 if mode == "coordinator" || mode == "all" { try coordinator() }
 if mode == "jobs" || mode == "all" { try jobs() }
+if mode == "plan" || mode == "all" { try plans() }
 
 func jobs() throws {
     let n = intOption("--agents") ?? 3
@@ -364,4 +369,102 @@ func jobs() throws {
     }
     let m = meshRates.sorted()[meshRates.count / 2], g = parallelRates.sorted()[parallelRates.count / 2]
     print(String(format: "%d no-op jobs end to end (median of %d): mesh %.0f jobs/s, GNU parallel %.0f jobs/s, ratio mesh/parallel %.2f", count, runs, m, g, m / g))
+}
+
+func plans() throws {
+    let n = intOption("--agents") ?? 3
+    let slots = intOption("--slots") ?? 2
+    print("== plans: \(n) real agents on loopback, \(slots) slots each")
+    let a = try Agents(count: n, extra: ["--slots", "\(slots)"])
+    defer { a.stopAll() }
+    guard a.wait(.seconds(60), { (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n && $0.nodes.count == n } ?? false } }) != nil else {
+        print("no coordinator")
+        return
+    }
+    let leader = (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID } ?? false } ?? 0
+    let f = (leader + 1) % n
+    let secret = try DataDirectory(path: a.dirs[f]).readKey()
+    let client = try MeshClient(address: DataDirectory(path: a.dirs[f]).localAddress, secret: secret)
+    defer { client.close() }
+    func cli(_ args: [String]) -> (Double, Int32?) {
+        let t0 = ContinuousClock.now
+        let p = try? ChildProcess.spawn(a.binary, args + ["--data-dir", a.dirs[f]], stdout: a.root + "/cli.out", stderr: a.root + "/cli.err")
+        let status = p?.wait(timeout: .seconds(600))
+        if case .exited(let c)? = status { return ((ContinuousClock.now - t0).seconds, c) }
+        return ((ContinuousClock.now - t0).seconds, nil)
+    }
+
+    // 100 × 50 combinations, two stages: 10,000 jobs, half of them waiting for the other half.
+    let big = a.root + "/big.yaml"
+    try """
+        script: python3 train.py --a {a} --b {b} --init {init} --out {model}
+        sweep:
+          a: [\((0..<100).map(String.init).joined(separator: ", "))]
+          b: [\((0..<50).map(String.init).joined(separator: ", "))]
+          model: "m-{a}-{b}-{name}"
+        stages:
+          - name: pretrain
+            init: scratch
+          - name: finetune
+            init: $(pretrain.model)
+        """.write(toFile: big, atomically: true, encoding: .utf8)
+    var planTimes: [Double] = [], expandTimes: [Double] = [], singleTimes: [Double] = []
+    for round in 0..<runs {
+        let (expand, e) = cli(["plan", big, "--no-code", "--dry-run"])
+        guard e == 0 else { print("dry run failed: \((try? String(contentsOfFile: a.root + "/cli.err", encoding: .utf8)) ?? "")"); return }
+        // --fresh: every round makes 10,000 new jobs (held, then cancelled, so none runs).
+        let (plan, c) = cli(["plan", big, "--no-code", "--hold", "--fresh"])
+        guard c == 0 else { print("plan failed: \((try? String(contentsOfFile: a.root + "/cli.err", encoding: .utf8)) ?? "")"); return }
+        let latest = try client.sweeps().map(\.sweep.id).max()!
+        let sweep = try client.sweeps([latest])[0].sweep
+        guard sweep.jobIDs.count == 10_000 else { print("sweep \(latest) has \(sweep.jobIDs.count) jobs"); return }
+        _ = try client.write(.cancel(sweep.jobIDs, reason: "benchmark", at: 0), timeout: .seconds(60))
+        // The baseline: the same kind of job submitted one write at a time.
+        let t0 = ContinuousClock.now
+        var single: [JobID] = []
+        for i in 0..<1000 {
+            let (o, _) = try client.write(.submit(JobSpec(command: ["python3", "train.py", "--a", "\(i)"], held: true), Provenance(), at: 0, via: NodeID(0)))
+            if case .created(let ids, _) = o { single += ids }
+        }
+        let perSingle = (ContinuousClock.now - t0).seconds / 1000
+        _ = try client.write(.cancel(single, reason: "benchmark", at: 0), timeout: .seconds(60))
+        planTimes.append(plan)
+        expandTimes.append(expand)
+        singleTimes.append(perSingle)
+        print(String(format: "round %d: mesh plan 10,000 jobs %.2f s (expansion alone %.2f s); one submit at a time %.2f ms per job", round, plan, expand, perSingle * 1000))
+    }
+    func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+    let p = median(planTimes), e = median(expandTimes), one = median(singleTimes)
+    print(String(format: "10,000-job plan, expand and submit (median of %d): %.2f s = %.3f ms per job (expansion and dry-run printing alone %.2f s); single submits %.2f ms per job; ratio plan/single per job %.3f",
+                 runs, p, p / 10, e, one * 1000, (p / 10_000) / one))
+
+    // The order a staged plan's jobs started in: 4 combinations × 3 stages, each job 200 ms.
+    let staged = a.root + "/staged.yaml"
+    try """
+        script: sleep 0.2
+        sweep:
+          c: [0, 1, 2, 3]
+        stages:
+          - name: s1
+          - name: s2
+            from: $(s1.c)
+          - name: s3
+            from: $(s2.c)
+        """.write(toFile: staged, atomically: true, encoding: .utf8)
+    let (_, code) = cli(["plan", staged, "--no-code", "--wait"])
+    guard code == 0 else { print("staged plan failed"); return }
+    let latest = try client.sweeps().map(\.sweep.id).max()!
+    let sweep = try client.sweeps([latest])[0].sweep
+    guard sweep.jobIDs.count == 12 else { print("staged sweep has \(sweep.jobIDs.count) jobs"); return }
+    let jobs = try client.jobs(sweep.jobIDs)
+    let t0 = jobs.compactMap { $0.current?.startedAt }.min() ?? 0
+    let byID = Dictionary(uniqueKeysWithValues: jobs.map { ($0.id, $0) })
+    var violations = 0
+    for j in jobs {
+        for d in j.spec.after where (byID[d]?.current?.endedAt ?? .max) > (j.current?.startedAt ?? 0) { violations += 1 }
+    }
+    let order = jobs.sorted { ($0.current?.startedAt ?? 0, $0.id) < ($1.current?.startedAt ?? 0, $1.id) }
+        .map { "\($0.spec.stage)[c=\($0.spec.parameters.first { $0.name == "c" }?.value ?? "?")]@\(($0.current?.startedAt ?? 0) - t0)ms" }
+    print("staged plan (4 combinations × 3 stages, 200 ms each, \(n * slots) slots): start order \(order.joined(separator: " "))")
+    print("dependencies started before their dependency ended: \(violations)")
 }
