@@ -141,6 +141,7 @@ struct SweepSubmission {
         } else {
             print("submitted \(message) (mesh show \(Sweep.label(sweep)))")
         }
+        fflush(nil)
         return sweep
     }
 }
