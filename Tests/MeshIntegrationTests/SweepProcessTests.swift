@@ -23,7 +23,7 @@ struct SweepProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "4"] }
+            let agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "2"] }
             let w = s.dir.sub("witness")
             try FileManager.default.createDirectory(atPath: w, withIntermediateDirectories: true)
             // Each stage checks that its dependency's file exists before it writes its own: a job
