@@ -160,6 +160,19 @@ final class Agents {
         return nil
     }
 
+    /// Waits for a coordinator with every agent a voter and registered; returns a follower's index.
+    func follower(of n: Int) -> Int? {
+        guard wait(.seconds(60), { (0..<n).allSatisfy { i in status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n && $0.nodes.count == n } ?? false } }) != nil else {
+            return nil
+        }
+        let leader = (0..<n).first { i in status(i).map { $0.coordinator.leader == $0.nodeID } ?? false } ?? 0
+        return (leader + 1) % n
+    }
+
+    func client(_ i: Int) throws -> MeshClient {
+        try MeshClient(address: DataDirectory(path: dirs[i]).localAddress, secret: try DataDirectory(path: dirs[i]).readKey())
+    }
+
     func stopAll() {
         for p in processes { p?.terminate(grace: .seconds(3)) }
         try? FileManager.default.removeItem(atPath: root)
@@ -303,14 +316,8 @@ func jobs() throws {
     print("== jobs: \(n) real agents on loopback, \(slots) slots each; GNU parallel -j \(n * slots) as the local floor")
     let a = try Agents(count: n, extra: ["--slots", "\(slots)"])
     defer { a.stopAll() }
-    guard a.wait(.seconds(60), { (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n && $0.nodes.count == n } ?? false } }) != nil else {
-        print("no coordinator")
-        return
-    }
-    let leader = (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID } ?? false } ?? 0
-    let f = (leader + 1) % n
-    let secret = try DataDirectory(path: a.dirs[f]).readKey()
-    let client = try MeshClient(address: DataDirectory(path: a.dirs[f]).localAddress, secret: secret)
+    guard let f = a.follower(of: n) else { return print("no coordinator") }
+    let client = try a.client(f)
     defer { client.close() }
     let marks = a.root + "/marks"
     try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
@@ -377,14 +384,8 @@ func plans() throws {
     print("== plans: \(n) real agents on loopback, \(slots) slots each")
     let a = try Agents(count: n, extra: ["--slots", "\(slots)"])
     defer { a.stopAll() }
-    guard a.wait(.seconds(60), { (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n && $0.nodes.count == n } ?? false } }) != nil else {
-        print("no coordinator")
-        return
-    }
-    let leader = (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID } ?? false } ?? 0
-    let f = (leader + 1) % n
-    let secret = try DataDirectory(path: a.dirs[f]).readKey()
-    let client = try MeshClient(address: DataDirectory(path: a.dirs[f]).localAddress, secret: secret)
+    guard let f = a.follower(of: n) else { return print("no coordinator") }
+    let client = try a.client(f)
     defer { client.close() }
     func cli(_ args: [String]) -> (Double, Int32?) {
         let t0 = ContinuousClock.now

@@ -403,6 +403,7 @@ final class ConsensusShell {
         var reply = membership.status(node: node.value, loop: loop)
         reply.coordinator = coordinatorStatus()
         reply.nodes = state.nodes.values.sorted { $0.name < $1.name }.map(Wire.wire)
+        reply.settings = state.settings
         if query.sweeps {
             reply.sweeps = query.sweepIDs.isEmpty
                 ? state.sweepList.map { Wire.wire($0, summary: true, jobs: state.jobs) }

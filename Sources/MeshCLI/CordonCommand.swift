@@ -51,6 +51,7 @@ struct SetCommand: ParsableCommand {
             lease_seconds: how long a worker may be out of touch with the coordinator before it stops its jobs (default 60).
             lease_grace_seconds: added to the lease before the coordinator runs such jobs elsewhere (default 15).
             kill_grace_seconds: between SIGTERM and SIGKILL when a job is stopped (default 10).
+            max_plan_jobs: the most jobs one plan or matrix may make (default 10000).
             """
     )
 
@@ -75,8 +76,10 @@ struct SetCommand: ParsableCommand {
             guard let n = Double(value), n >= 0 else { throw ValidationError("kill_grace_seconds is a number of seconds") }
         case "lease_grace_seconds":
             guard let n = Double(value), n >= 0 else { throw ValidationError("lease_grace_seconds is a number of seconds") }
+        case "max_plan_jobs":
+            guard let n = Int(value), n >= 1 else { throw ValidationError("max_plan_jobs is a whole number of jobs, at least 1") }
         default:
-            throw ValidationError("unknown setting '\(key)'; known: max_voters, voter_grace_seconds, lease_seconds, lease_grace_seconds, kill_grace_seconds")
+            throw ValidationError("unknown setting '\(key)'; known: max_voters, voter_grace_seconds, lease_seconds, lease_grace_seconds, kill_grace_seconds, max_plan_jobs")
         }
     }
 

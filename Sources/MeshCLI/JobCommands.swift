@@ -177,7 +177,7 @@ struct ShowCommand: ParsableCommand {
             return try withClient(data, remote) { client in
                 let s = try SweepReference.fetch(sweep, client: client)
                 let jobs = Dictionary(uniqueKeysWithValues: try client.jobs(batched: s.jobIDs).map { ($0.id, $0) })
-                try SweepGrid.show(s, jobs: jobs, json: json, diff: diff)
+                try SweepGrid.show(s, jobs: jobs, names: nodeNames(client), json: json, diff: diff)
             }
         }
         let id = try JobReference.resolve(job, data: data)

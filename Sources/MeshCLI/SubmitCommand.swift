@@ -103,15 +103,8 @@ struct SubmitCommand: ParsableCommand {
         if !matrix.isEmpty || repeats > 1 { return try submitSweep() }
         try reportingErrors {
             let snapshot = try noCode ? nil : CodeSnapshot.take(from: code ?? FileManager.default.currentDirectoryPath, plainDirectory: code != nil)
-            var spec = JobSpec(
-                name: name ?? argv.joined(separator: " ").prefix(60).description, command: argv,
-                env: Dictionary(env.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
-                resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass,
-                labels: Dictionary(label.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
-                timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
-                priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
-                leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold,
-                workdir: snapshot?.workdir ?? "")
+            var spec = try jobSpec()
+            spec.workdir = snapshot?.workdir ?? ""
             var provenance = snapshot?.provenance ?? Provenance()
             provenance.submitter = CodeUpload.submitter()
             if dryRun {
@@ -167,20 +160,26 @@ enum CodeUpload {
 }
 
 extension SubmitCommand {
+    /// The job the options describe (for a matrix: what every job of it shares).
+    func jobSpec() throws -> JobSpec {
+        func pairs(_ list: [String]) -> [String: String] {
+            Dictionary(list.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") },
+                       uniquingKeysWith: { $1 })
+        }
+        return JobSpec(
+            name: name ?? argv.joined(separator: " ").prefix(60).description, command: argv, env: pairs(env),
+            resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass, labels: pairs(label),
+            timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
+            priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
+            leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold)
+    }
+
     /// `--matrix` / `-x`: a one-stage sweep of this command.
     func submitSweep() throws {
         try reportingErrors {
-            let base = JobSpec(
-                command: argv,
-                env: Dictionary(env.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
-                resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass,
-                labels: Dictionary(label.map { kv in let p = kv.split(separator: "=", maxSplits: 1); return (String(p[0]), p.count > 1 ? String(p[1]) : "") }, uniquingKeysWith: { $1 }),
-                timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
-                priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
-                leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold)
+            let base = try jobSpec()
             let plan = Plan(command: .argv(argv), axes: try axes())
-            let submission = SweepSubmission(plan: plan, name: name ?? String(argv.joined(separator: " ").prefix(60)), base: base, reuse: false,
-                                             limit: ClusterState.defaultMaxPlanJobs * 10)
+            let submission = SweepSubmission(plan: plan, name: base.name, base: base, reuse: false)
             guard let sweep = try submission.run(code: CodeSource(directory: code, none: noCode), dryRun: dryRun, remote: remote, data: data,
                                                  maxBundle: maxBundle, json: json) else { return }
             if wait || follow {

@@ -24,9 +24,9 @@ struct PlanCommand: ParsableCommand {
 
     @Argument(help: "The plan (YAML).") var file: String
     @Flag(name: .long, help: "Print every job, its values, command and dependencies; submit nothing.") var dryRun = false
-    @Flag(name: .long, help: "Resume an earlier submission of this plan: refuse if none of its jobs exist yet.") var resume = false
+    @Flag(name: .long, help: "Resume an earlier submission of this plan: refused if none of its jobs exists yet (its code, values or resources changed).") var resume = false
     @Flag(name: .long, help: "Run every cell again, even those that succeeded before.") var fresh = false
-    @Option(name: .long, help: "Refuse a plan of more jobs than this (the mesh also has a limit: max_plan_jobs).") var maxJobs: Int = ClusterState.defaultMaxPlanJobs
+    @Option(name: .long, help: "Refuse a plan of more jobs than this (the mesh's own limit, max_plan_jobs, applies too; a dry run uses it or 10000).") var maxJobs: Int?
     @Option(name: .long, help: ArgumentHelp("Pack this directory instead of the git checkout.", valueName: "DIR")) var code: String?
     @Flag(name: .long, help: "Send no code: jobs run in an empty workspace.") var noCode = false
     @Flag(name: .long, help: "Submit every job held (mesh release).") var hold = false
@@ -40,7 +40,7 @@ struct PlanCommand: ParsableCommand {
     func validate() throws {
         if resume && fresh { throw ValidationError("--resume and --fresh cannot go together") }
         if code != nil && noCode { throw ValidationError("--code and --no-code cannot go together") }
-        guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
+        if let maxJobs, maxJobs < 1 { throw ValidationError("--max-jobs must be at least 1") }
     }
 
     func run() throws {
@@ -57,8 +57,7 @@ struct PlanCommand: ParsableCommand {
             }
             let submission = SweepSubmission(
                 plan: plan, name: (file as NSString).lastPathComponent,
-                base: JobSpec(command: ["true"], priority: priority, held: hold), reuse: !fresh, limit: maxJobs)
-            if resume && !dryRun { try checkResumable(submission) }
+                base: JobSpec(command: ["true"], priority: priority, held: hold), reuse: !fresh, resume: resume, maxJobs: maxJobs)
             guard let sweep = try submission.run(code: CodeSource(directory: code, none: noCode), dryRun: dryRun, remote: remote, data: data,
                                                  maxBundle: maxBundle, json: json) else { return }
             if wait {
@@ -66,16 +65,6 @@ struct PlanCommand: ParsableCommand {
                 defer { client.close() }
                 throw ExitCode(try SweepReference.wait(sweep, client: client))
             }
-        }
-    }
-
-    /// --resume: some job of this plan (same name) must already exist.
-    private func checkResumable(_ submission: SweepSubmission) throws {
-        let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
-        defer { client.close() }
-        let earlier = try client.sweeps().filter { $0.sweep.name == submission.name && $0.sweep.status == .submitted }
-        guard !earlier.isEmpty else {
-            throw SubmitRefused(message: "no earlier sweep of \(submission.name) to resume (mesh sweeps); submit it without --resume")
         }
     }
 }
@@ -115,9 +104,9 @@ struct SweepsCommand: ParsableCommand {
 
 /// What `mesh show SWEEP` prints: the grid of cells (combinations × stages) with their states.
 enum SweepGrid {
-    static func show(_ sweep: Sweep, jobs: [JobID: Job], json: Bool, diff: Bool) throws {
+    static func show(_ sweep: Sweep, jobs: [JobID: Job], names: [NodeID: String], json: Bool, diff: Bool) throws {
         if diff { return print(sweep.provenance.diffSummary, terminator: "") }
-        if json { return try printJSON(SweepExport.rows(sweep, jobs: jobs, names: [:], metrics: [:])) }
+        if json { return try printJSON(SweepExport.rows(sweep, jobs: jobs, names: names, metrics: [:])) }
         let p = sweep.provenance
         print("sweep \(Sweep.label(sweep.id)): \(sweep.name)")
         print("  status     \(sweep.status.rawValue)\(sweep.reason.isEmpty ? "" : " (\(sweep.reason))")")
@@ -218,8 +207,10 @@ enum SweepExport {
     }
 
     static func rows(_ s: Sweep, jobs: [JobID: Job], names: [NodeID: String], metrics: [JobID: [String: String]]) -> [Row] {
-        s.jobIDs.compactMap { id in
-            guard let j = jobs[id], let cell = s.cells.first(where: { $0.job == id }) else { return nil }
+        var firstCell: [JobID: SweepCell] = [:]
+        for c in s.cells where firstCell[c.job] == nil { firstCell[c.job] = c }
+        return s.jobIDs.compactMap { id in
+            guard let j = jobs[id], let cell = firstCell[id] else { return nil }
             let a = j.attempts.last
             var code: Int32?
             if case .exited(let c)? = a?.outcome { code = c }

@@ -15,14 +15,24 @@ struct SweepSubmission {
     var base: JobSpec
     /// Reuse identical jobs of earlier sweeps (re-submitting runs only what has not succeeded).
     var reuse: Bool
-    var limit: Int
+    /// `--resume`: the mesh refuses the plan if none of its jobs exists yet.
+    var resume = false
+    /// `--max-jobs`, if given; the mesh's `max_plan_jobs` applies too.
+    var maxJobs: Int?
 
     /// About this many bytes of jobs per log entry.
     static let chunkBytes = 1 << 20
 
-    func expand() throws -> [ExpandedJob] {
+    /// Expands the plan, refusing it before expansion if it makes more jobs than `--max-jobs` or
+    /// the mesh's `max_plan_jobs` (nil: not known, as in a dry run without a mesh).
+    func expand(meshLimit: Int?) throws -> [ExpandedJob] {
+        let meshLimit = meshLimit ?? ClusterState.defaultMaxPlanJobs
+        let limit = min(maxJobs ?? .max, meshLimit)
         do {
             return try plan.expand(limit: limit)
+        } catch let error where plan.cellCount > limit {
+            let raise = limit == maxJobs ? "raise --max-jobs" : "raise the mesh's limit with `mesh set max_plan_jobs \(plan.cellCount)`"
+            throw SubmitRefused(message: "\(name): \(error); nothing submitted: cut an axis, or \(raise)")
         } catch {
             throw SubmitRefused(message: "\(name): \(error)")
         }
@@ -82,12 +92,12 @@ struct SweepSubmission {
             var end = start
             var bytes = 0
             while end < jobs.count, end == start || (bytes < Self.chunkBytes && end - start < 5000) {
-                bytes += ClusterState.Command.plan(PlanChunk(jobs: [jobs[end]])).approximateSize
+                bytes += jobs[end].approximateSize
                 end += 1
             }
             let chunk = PlanChunk(sweep: sweep, name: name, axes: plan.axes.map(\.name), stages: plan.stages.map(\.name), total: jobs.count,
                                   reuse: reuse, provenance: sweep == 0 ? provenance : Provenance(), jobs: Array(jobs[start..<end]),
-                                  final: end >= jobs.count)
+                                  final: end >= jobs.count, resume: resume)
             let (outcome, _) = try client.write(.plan(chunk), timeout: .seconds(60))
             guard case .created(let ids, let m) = outcome, let id = ids.first else {
                 throw SubmitRefused(message: outcome.message)
@@ -119,17 +129,19 @@ struct SweepSubmission {
 
     /// The whole submission: expand, (dry run: print), pack and store the code, send.
     func run(code: CodeSource, dryRun: Bool, remote: RemoteOptions, data: DataOptions, maxBundle: UInt64, json: Bool) throws -> SweepID? {
-        let cells = try expand()
-        let snapshot = try code.snapshot()
         if dryRun {
+            let cells = try expand(meshLimit: nil)
+            let snapshot = try code.snapshot()
             Self.printDryRun(cells, planned: planned(cells, bundle: ""), name: name)
             if let s = snapshot { print("code: \(s.provenance.code.rawValue) \(s.provenance.directory), \(s.entries.count) files, runs in ./\(s.workdir)") }
             return nil
         }
-        var submission = self
-        submission.base.workdir = snapshot?.workdir ?? ""
         let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
         defer { client.close() }
+        let cells = try expand(meshLimit: try client.status(local: true).settings["max_plan_jobs"].flatMap(Int.init))
+        let snapshot = try code.snapshot()
+        var submission = self
+        submission.base.workdir = snapshot?.workdir ?? ""
         var provenance = snapshot?.provenance ?? Provenance()
         provenance.submitter = CodeUpload.submitter()
         if let snapshot { provenance.bundle = try CodeUpload.bundle(snapshot, client: client, maxBundle: maxBundle) }

@@ -56,7 +56,7 @@ extension Plan {
         let count = cellCount
         guard count <= limit else {
             let sizes = axes.map { "\($0.name) \($0.choices.count)" }.joined(separator: " × ")
-            throw PlanError(line: nil, "the plan makes \(count == .max ? "more than \(Int.max)" : "\(count)") jobs (\(sizes.isEmpty ? "1" : sizes) combinations × \(stages.count) stage\(stages.count == 1 ? "" : "s")), more than the limit of \(limit): cut an axis, or raise the limit (--max-jobs, and `mesh set max_plan_jobs N` on the mesh)")
+            throw PlanError(line: nil, "the plan makes \(count == .max ? "more than \(Int.max)" : "\(count)") jobs (\(sizes.isEmpty ? "1" : sizes) combinations × \(stages.count) stage\(stages.count == 1 ? "" : "s")), more than the limit of \(limit)")
         }
         var out: [ExpandedJob] = []
         out.reserveCapacity(count)

@@ -119,8 +119,9 @@ public struct PlanError: Error, Equatable, CustomStringConvertible {
     public var line: Int?
     public var message: String
 
+    /// Line 0 is no line (a matrix from the command line has none).
     public init(line: Int?, _ message: String) {
-        self.line = line
+        self.line = line == 0 ? nil : line
         self.message = message
     }
 

@@ -27,6 +27,7 @@ extension Wire {
         w.via = c.via.rawValue
         w.jobs = c.jobs.map(wire)
         w.final = c.final
+        w.resume = c.resume
         return w
     }
 
@@ -78,7 +79,7 @@ extension Wire {
         jobs.reserveCapacity(w.jobs.count)
         for j in w.jobs { jobs.append(try plannedJob(j)) }
         return PlanChunk(sweep: w.sweep, name: w.name, axes: w.axes, stages: w.stages, total: Int(w.total), reuse: w.reuse,
-                         provenance: try provenance(w.provenance), at: w.at, via: NodeID(w.via), jobs: jobs, final: w.final)
+                         provenance: try provenance(w.provenance), at: w.at, via: NodeID(w.via), jobs: jobs, final: w.final, resume: w.resume)
     }
 
     public static func sweep(_ w: WireSweepRecord) throws(WireError) -> Sweep {

@@ -173,11 +173,48 @@ struct SweepStateTests {
         #expect(s.job(b).reason == "dependency \(a) failed")
     }
 
-    @Test("append batches stay under the byte budget however large the plan chunks are")
+    @Test("--resume of a plan none of whose jobs exists is refused; one that shares some runs")
+    func resumeNeedsEarlierJobs() throws {
+        var s = JobStory()
+        let fresh = PlanChunk(total: 4, jobs: JobStory.twoStagePlan(2), final: true, resume: true)
+        let refused = s.apply(.plan(fresh))
+        #expect(!refused.isDone)
+        #expect(refused.message.contains("none of its 4 jobs has been submitted before"))
+        #expect(s.state.jobs.isEmpty)
+        _ = try s.plan(JobStory.twoStagePlan(1)).get()
+        #expect(s.apply(.plan(fresh)).isDone)
+        #expect(s.state.jobs.count == 4)
+    }
+
+    @Test("Raft sends a follower that is behind at most about maxBytesPerAppend of large entries per append")
     func appendBytes() {
-        let big = PlanChunk(jobs: (0..<2000).map { PlannedJob(spec: JobSpec(command: ["sh", "-c", String(repeating: "x", count: 500)]), identity: "\($0)") })
-        let size = ClusterState.Command.plan(big).approximateSize
-        #expect(size > 1_000_000)
-        #expect(size < 4 << 20)
+        var settings = Consensus.Settings()
+        settings.maxBytesPerAppend = 20_000
+        var r = RaftStory(voters: ["a", "b", "c"], settings: settings)
+        r.fire("a")
+        r.deliverAll()
+        r.isolate("c")
+        let chunk = PlanChunk(jobs: (0..<10).map { PlannedJob(spec: JobSpec(command: ["sh", "-c", String(repeating: "x", count: 900)]), identity: "\($0)") })
+        let size = ClusterState.Command.plan(chunk).approximateSize
+        #expect(size > 9000 && size < 20_000)
+        for i in 0..<12 {
+            let request = ClusterState.Request(client: .init(9), sequence: UInt64(i + 1), command: .plan(chunk))
+            guard case .success(let (_, d)) = r.nodes["a"]!.propose(request, now: r.now) else { Issue.record("not proposed"); return }
+            r.carryOut("a", d)
+            r.deliverAll()
+        }
+        r.heal()
+        // c catches up: no append to it carries more than two of these entries (about 2 × size).
+        var largest = 0
+        for _ in 0..<300 {
+            r.tick(.milliseconds(10))
+            while !r.queue.isEmpty {
+                let p = r.queue.removeFirst()
+                if p.to == r.id("c"), case .append(_, _, let entries, _) = p.message { largest = max(largest, entries.count) }
+                r.deliver(p)
+            }
+        }
+        #expect(largest >= 1 && largest <= 2, "largest append to c: \(largest) entries")
+        #expect(r.node("c").commitIndex == r.node("a").commitIndex)
     }
 }

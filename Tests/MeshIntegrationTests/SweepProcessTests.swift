@@ -16,6 +16,8 @@ struct SweepProcessTests {
         return (try? c.sweeps()) ?? []
     }
 
+    func jobs(_ s: Scratch, _ dataDir: String) -> [Job] { JobProcessTests().jobs(s, dataDir) }
+
     func files(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
 
     @Test("a plan of 300 jobs in three stages on three agents: every job once, each after its dependency, export has a row per job")
@@ -110,7 +112,6 @@ struct SweepProcessTests {
             #expect(reasons.filter { $0 == "attempt 1 exited 1" }.count == 5, "\(reasons)")
 
             // Hostile values reached the jobs as text.
-            #expect(!FileManager.default.fileExists(atPath: canary + "1"))
             for n in 1...5 { #expect(!FileManager.default.fileExists(atPath: canary + "\(n)"), "canary \(n) executed") }
             let note = try String(contentsOfFile: w + "/1-first", encoding: .utf8)
             #expect(note.contains("$(touch \(canary)2)"), "\(note)")
@@ -128,21 +129,38 @@ struct SweepProcessTests {
             }
             #expect(sweeps(s, agents[0].dataDir).last?.states == ["succeeded": 30])
 
+            // Over the mesh's limit (settable): refused before expansion, with the count; nothing submitted.
+            #expect(try s.mesh(["set", "max_plan_jobs", "20", "--data-dir", agents[0].dataDir]).exitCode == 0)
+            let over = try s.mesh(["plan", plan, "--no-code", "--fresh", "--data-dir", agents[1].dataDir])
+            #expect(over.exitCode == 1)
+            #expect(over.stderr.contains("the plan makes 30 jobs"), "\(over)")
+            #expect(over.stderr.contains("mesh set max_plan_jobs 30"), "\(over)")
+            #expect(try s.mesh(["set", "max_plan_jobs", "100", "--data-dir", agents[0].dataDir]).exitCode == 0)
+            // --resume of a plan whose values changed: nothing of it ran before, so it is refused.
+            let edited = s.dir.sub("edited.yaml")
+            try String(contentsOfFile: plan, encoding: .utf8).replacingOccurrences(of: "i: [1, 2, 3]", with: "i: [4, 5, 6]")
+                .write(toFile: edited, atomically: true, encoding: .utf8)
+            let stale = try s.mesh(["plan", edited, "--no-code", "--resume", "--data-dir", agents[1].dataDir])
+            #expect(stale.exitCode == 1)
+            #expect(stale.stderr.contains("none of its 30 jobs has been submitted before"), "\(stale)")
+
             // A plan with a mistake is refused with its line; nothing is submitted.
             let bad = s.dir.sub("bad.yaml")
             try "script: echo {i}\nsweep:\n  i: [1, 2]\nstages:\n  - name: a\n    x: $(b.i)\n  - name: b\n".write(toFile: bad, atomically: true, encoding: .utf8)
             let refused = try s.mesh(["plan", bad, "--no-code", "--data-dir", agents[0].dataDir])
             #expect(refused.exitCode == 1)
             #expect(refused.stderr.contains("bad.yaml: line 6: $(b.i) refers to a later stage"), "\(refused)")
-            #expect(sweeps(s, agents[0].dataDir).count == 2)
+            // The refused --resume left an abandoned sweep (s3) and no jobs.
+            #expect(sweeps(s, agents[0].dataDir).map(\.sweep.status) == [.submitted, .submitted, .abandoned])
+            #expect(self.jobs(s, agents[0].dataDir).count == 30)
 
             // A held matrix, cancelled as a sweep.
             let held = try s.mesh(["submit", "--no-code", "--hold", "--matrix", "x=1,2,3", "-x", "2", "--data-dir", agents[1].dataDir, "--", "echo", "{x}"])
-            #expect(held.stdout.contains("sweep s3: 6 cells, 6 new jobs"), "\(held)")
-            let cancel = try s.mesh(["cancel", "s3", "--data-dir", agents[1].dataDir])
+            #expect(held.stdout.contains("sweep s4: 6 cells, 6 new jobs"), "\(held)")
+            let cancel = try s.mesh(["cancel", "s4", "--data-dir", agents[1].dataDir])
             #expect(cancel.exitCode == 0, "\(cancel)")
             #expect(sweeps(s, agents[0].dataDir).last?.states == ["cancelled": 6])
-            let retry = try s.mesh(["retry", "s3", "--failed", "--data-dir", agents[1].dataDir])
+            let retry = try s.mesh(["retry", "s4", "--failed", "--data-dir", agents[1].dataDir])
             #expect(retry.stderr.contains("no job to change"), "\(retry)")
         }
     }

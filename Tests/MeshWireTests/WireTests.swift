@@ -128,4 +128,25 @@ struct SweepWireTests {
         #expect(back.jobs[2]?.spec.after == [1])
         #expect(back.jobs[1]?.spec.parameters == [Parameter("lr", "0.1"), Parameter("name", "pretrain")])
     }
+
+    @Test("the size estimate Raft batches by never undercounts the encoded size of a plan chunk or a submit")
+    func estimateCoversEncoding() {
+        let diff = String(repeating: "d", count: 5000)
+        let chunk = PlanChunk(name: "p.yaml", axes: ["a"], stages: ["s"], total: 50, provenance: Provenance(code: .git, diffSummary: diff),
+                              jobs: (0..<50).map { i in
+                                  PlannedJob(spec: JobSpec(name: "job \(i)", command: ["/bin/sh", "-c", String(repeating: "é", count: i * 10)],
+                                                           env: ["MESH_PARAM_A": "\(i)", "K": String(repeating: "v", count: i)], labels: ["zone": "z"],
+                                                           results: ["out/*"], stage: "s", parameters: [Parameter("a", "\(i)")],
+                                                           identity: String(repeating: "f", count: 64)),
+                                             identity: String(repeating: "f", count: 64), dependsOn: i > 0 ? [String(repeating: "e", count: 64)] : [],
+                                             combination: i, labels: ["\(i)"])
+                              })
+        let commands: [ClusterState.Command] = [
+            .plan(chunk), .submit(chunk.jobs[49].spec, chunk.provenance, at: 1, via: NodeID(1)), .plan(PlanChunk()),
+        ]
+        for c in commands {
+            let encoded = (try? Wire.wire(ClusterState.Request(client: .init(1), sequence: 1, command: c)).serializedBytes() as [UInt8])?.count ?? .max
+            #expect(c.approximateSize >= encoded, "estimate \(c.approximateSize) < encoded \(encoded)")
+        }
+    }
 }

@@ -35,7 +35,7 @@ extension ClusterState {
             sweeps[sweep.id] = sweep
             return .created([sweep.id], "sweep \(label) staging: \(sweep.staged.count) of \(sweep.total)")
         }
-        if let problem = check(sweep) {
+        if let problem = check(sweep) ?? (chunk.resume ? nothingToResume(sweep) : nil) {
             sweep.status = .abandoned
             sweep.reason = problem
             sweep.staged = []
@@ -69,6 +69,13 @@ extension ClusterState {
             if let why { return "\(p.spec.name) cannot run: \(why)" }
         }
         return nil
+    }
+
+    /// `--resume` of a plan none of whose jobs exists: its code, values or resources changed since
+    /// (or it was never submitted), so resuming would run all of it.
+    private func nothingToResume(_ sweep: Sweep) -> String? {
+        guard sweep.reuse, !sweep.staged.contains(where: { identities[$0.identity] != nil }) else { return nil }
+        return "none of its \(sweep.total) jobs has been submitted before: the plan's code, values or resources changed since, or it never ran; submit it without --resume to run it all"
     }
 
     /// Creates the staged jobs (or reuses identical ones) and records the cells.

@@ -93,8 +93,8 @@ public struct ClusterState: Sendable, Equatable {
         /// per message; a plan chunk can be large).
         public var approximateSize: Int {
             switch self {
-            case .submit(let spec, _, _, _): 512 + spec.approximateSize
-            case .plan(let chunk): 512 + chunk.jobs.reduce(0) { $0 + 64 + $1.identity.utf8.count * (1 + $1.dependsOn.count) + $1.spec.approximateSize }
+            case .submit(let spec, let provenance, _, _): 512 + provenance.diffSummary.utf8.count + spec.approximateSize
+            case .plan(let chunk): 512 + chunk.name.utf8.count + chunk.provenance.diffSummary.utf8.count + chunk.jobs.reduce(0) { $0 + $1.approximateSize }
             case .assign(let a): 64 + a.count * 64
             case .cancel(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
             case .retry(let ids, _), .hold(let ids, _), .release(let ids, _): 64 + ids.count * 10

@@ -81,7 +81,8 @@ public struct JobSpec: Sendable, Equatable {
 }
 
 extension JobSpec {
-    var approximateSize: Int {
+    /// Roughly its size on the wire.
+    public var approximateSize: Int {
         128 + name.utf8.count + command.reduce(0) { $0 + 4 + $1.utf8.count } + env.reduce(0) { $0 + 8 + $1.key.utf8.count + $1.value.utf8.count }
             + parameters.reduce(0) { $0 + 8 + $1.name.utf8.count + $1.value.utf8.count } + results.reduce(0) { $0 + 4 + $1.utf8.count }
             + after.count * 10 + identity.utf8.count + stage.utf8.count + labels.count * 32 + nodeClass.utf8.count + workdir.utf8.count

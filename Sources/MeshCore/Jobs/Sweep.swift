@@ -34,6 +34,9 @@ public struct PlannedJob: Sendable, Equatable {
         self.combination = combination
         self.labels = labels
     }
+
+    /// Roughly its size on the wire (chunks are cut by it).
+    public var approximateSize: Int { 64 + identity.utf8.count * (1 + dependsOn.count) + labels.reduce(0) { $0 + 4 + $1.utf8.count } + spec.approximateSize }
 }
 
 /// Part of a plan on its way into the log.
@@ -55,9 +58,13 @@ public struct PlanChunk: Sendable, Equatable {
     public var jobs: [PlannedJob]
     /// The last chunk: create the jobs.
     public var final: Bool
+    /// `--resume`: refuse the plan (on the last chunk) if none of its jobs exists yet, rather than
+    /// quietly running all of it.
+    public var resume: Bool
 
     public init(sweep: SweepID = 0, name: String = "", axes: [String] = [], stages: [String] = [], total: Int = 0, reuse: Bool = true,
-                provenance: Provenance = Provenance(), at: Int64 = 0, via: NodeID = NodeID(0), jobs: [PlannedJob] = [], final: Bool = false) {
+                provenance: Provenance = Provenance(), at: Int64 = 0, via: NodeID = NodeID(0), jobs: [PlannedJob] = [], final: Bool = false,
+                resume: Bool = false) {
         self.sweep = sweep
         self.name = name
         self.axes = axes
@@ -69,6 +76,7 @@ public struct PlanChunk: Sendable, Equatable {
         self.via = via
         self.jobs = jobs
         self.final = final
+        self.resume = resume
     }
 }
 

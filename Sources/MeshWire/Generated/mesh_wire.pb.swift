@@ -920,6 +920,12 @@ public nonisolated struct WireStatusReply: @unchecked Sendable {
     set {_uniqueStorage()._sweeps = newValue}
   }
 
+  /// The mesh's settings (`mesh set`), as the answering agent has them.
+  public var settings: Dictionary<String,String> {
+    get {_storage._settings}
+    set {_uniqueStorage()._settings = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2497,6 +2503,12 @@ public nonisolated struct WirePlanChunk: @unchecked Sendable {
   public var final: Bool {
     get {_storage._final}
     set {_uniqueStorage()._final = newValue}
+  }
+
+  /// --resume: refuse the plan if none of its jobs exists yet.
+  public var resume: Bool {
+    get {_storage._resume}
+    set {_uniqueStorage()._resume = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -4105,7 +4117,7 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0\u{1}sweeps\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0\u{1}sweeps\0\u{1}settings\0")
 
   fileprivate class _StorageClass {
     var _node: WireNodeInfo? = nil
@@ -4120,6 +4132,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _nodes: [WireNodeRecord] = []
     var _jobs: [WireJobRecord] = []
     var _sweeps: [WireSweepRecord] = []
+    var _settings: Dictionary<String,String> = [:]
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4142,6 +4155,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _nodes = source._nodes
       _jobs = source._jobs
       _sweeps = source._sweeps
+      _settings = source._settings
     }
   }
 
@@ -4172,6 +4186,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._sweeps) }()
+        case 13: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._settings) }()
         default: break
         }
       }
@@ -4220,6 +4235,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._sweeps.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._sweeps, fieldNumber: 12)
       }
+      if !_storage._settings.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._settings, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4241,6 +4259,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._nodes != rhs_storage._nodes {return false}
         if _storage._jobs != rhs_storage._jobs {return false}
         if _storage._sweeps != rhs_storage._sweeps {return false}
+        if _storage._settings != rhs_storage._settings {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -7153,7 +7172,7 @@ nonisolated extension WirePlannedJob: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PlanChunk"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sweep\0\u{1}name\0\u{1}axes\0\u{1}stages\0\u{1}total\0\u{1}reuse\0\u{1}provenance\0\u{1}at\0\u{1}via\0\u{1}jobs\0\u{1}final\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sweep\0\u{1}name\0\u{1}axes\0\u{1}stages\0\u{1}total\0\u{1}reuse\0\u{1}provenance\0\u{1}at\0\u{1}via\0\u{1}jobs\0\u{1}final\0\u{1}resume\0")
 
   fileprivate class _StorageClass {
     var _sweep: UInt64 = 0
@@ -7167,6 +7186,7 @@ nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _via: UInt64 = 0
     var _jobs: [WirePlannedJob] = []
     var _final: Bool = false
+    var _resume: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -7188,6 +7208,7 @@ nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _via = source._via
       _jobs = source._jobs
       _final = source._final
+      _resume = source._resume
     }
   }
 
@@ -7217,6 +7238,7 @@ nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 9: try { try decoder.decodeSingularFixed64Field(value: &_storage._via) }()
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         case 11: try { try decoder.decodeSingularBoolField(value: &_storage._final) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._resume) }()
         default: break
         }
       }
@@ -7262,6 +7284,9 @@ nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if _storage._final != false {
         try visitor.visitSingularBoolField(value: _storage._final, fieldNumber: 11)
       }
+      if _storage._resume != false {
+        try visitor.visitSingularBoolField(value: _storage._resume, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -7282,6 +7307,7 @@ nonisolated extension WirePlanChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._via != rhs_storage._via {return false}
         if _storage._jobs != rhs_storage._jobs {return false}
         if _storage._final != rhs_storage._final {return false}
+        if _storage._resume != rhs_storage._resume {return false}
         return true
       }
       if !storagesAreEqual {return false}
