@@ -78,6 +78,8 @@ struct AttemptSpec: Codable {
     var resultsLimit: UInt64
     /// Seconds between SIGTERM and SIGKILL.
     var killGrace: Double
+    /// Debug builds only (`debug_unfenced`): the supervisor lets the job outlive its lease.
+    var ignoreLease: Bool? = nil
 }
 
 struct AttemptStarted: Codable {

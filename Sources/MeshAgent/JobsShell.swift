@@ -199,7 +199,8 @@ final class JobsShell {
             job: key.job, attempt: key.attempt, node: name, command: spec.command, env: spec.env, workdir: spec.workdir,
             timeoutSeconds: spec.timeoutSeconds, results: spec.results, gpus: gpus, logLimit: settings.logLimit,
             resultsLimit: settings.resultsLimit,
-            killGrace: consensus.state.settings["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace)
+            killGrace: consensus.state.settings["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace,
+            ignoreLease: consensus.state.fencingDisabled ? true : nil)
         do {
             try files.write(attemptSpec, files.spec)
         } catch {

@@ -13,6 +13,9 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Address other hosts should dial (default: the listen address, with the host name for 0.0.0.0).", valueName: "HOST:PORT"))
     var advertise: String?
 
+    @Option(name: .customLong("source"), help: ArgumentHelp("Local address connections to other agents come from (default: the kernel's choice; for hosts with several addresses).", valueName: "HOST"))
+    var source: String?
+
     @Option(name: .customLong("class"), help: ArgumentHelp("A class of machine jobs can ask for (e.g. gpu-a100).", valueName: "CLASS"))
     var nodeClass: String = ""
 
@@ -35,6 +38,9 @@ struct AgentOptions: ParsableArguments {
         if name.isEmpty || name.utf8.count > 64 || name.contains(where: { !($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
             throw ValidationError("a node name is 1 to 64 letters, digits, '-', '_' or '.': '\(name)'")
         }
+        if let source, source.isEmpty || source.contains(where: { $0 == ":" || $0 == ";" || $0 == "/" || $0 == " " }) {
+            throw ValidationError("--source is an IPv4 address or a host name without a port: '\(source)'")
+        }
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         if let gpus, gpus < 0 { throw ValidationError("--gpus cannot be negative") }
         _ = try parsedLabels()
@@ -54,17 +60,20 @@ struct AgentOptions: ParsableArguments {
     }
 
     func configuration(_ dir: DataDirectory, seeds: [String] = []) throws -> AgentConfiguration {
-        AgentConfiguration(
+        var c = AgentConfiguration(
             name: name, dataDirectory: dir, listen: try AgentAddress(parsing: listen),
             advertise: try advertise.map { try AgentAddress(parsing: $0) },
             seeds: try seeds.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") },
             nodeClass: nodeClass, labels: try parsedLabels(), slots: slots, gpus: gpus)
+        c.transport.sourceAddress = source
+        return c
     }
 
     /// The same options as arguments of `mesh agent`, for an agent started in the background.
     var arguments: [String] {
         var a = ["--name", name, "--listen", listen, "--slots", String(slots)]
         if let advertise { a += ["--advertise", advertise] }
+        if let source { a += ["--source", source] }
         if !nodeClass.isEmpty { a += ["--class", nodeClass] }
         if let gpus { a += ["--gpus", String(gpus)] }
         for l in labels { a += ["--label", l] }

@@ -22,6 +22,10 @@ public struct TransportSettings: Sendable {
     public var reconnectIntervalMax: Duration = .seconds(2)
     /// Messages handled from one socket before the loop looks at the others (fairness).
     public var receiveBatch: Int = 256
+    /// The local address outgoing peer connections come from (nil: the kernel's choice). A host
+    /// with several addresses, or several agents on one host each with its own loopback address
+    /// (the chaos harness), needs it so that a peer sees, and a firewall can filter, who dials.
+    public var sourceAddress: String?
     /// Name of the I/O thread (at most 15 bytes are kept by the kernel).
     public var threadName: String = "mesh-io"
     /// A number libzmq puts in the names of its own threads (`ZMQbg/N/IO/0`), so a test can see

@@ -156,9 +156,16 @@ public final class TransportLoop {
         let s = try Socket(context, .dealer)
         try s.configureDealer(settings, security: security ?? self.security.client(as: .peer))
         let m = try s.monitor()
-        try s.connect(endpoint)
+        try s.connect(Self.endpoint(endpoint, from: settings.sourceAddress))
         peers[peer] = PeerConnection(endpoint: endpoint, socket: s, monitor: m)
         pollDirty = true
+    }
+
+    /// A TCP endpoint with libzmq's source-address prefix (`tcp://SOURCE:0;HOST:PORT`).
+    static func endpoint(_ endpoint: String, from source: String?) -> String {
+        guard let source, !source.isEmpty, endpoint.hasPrefix("tcp://") else { return endpoint }
+        let host = source.contains(":") && !source.hasPrefix("[") ? "[\(source)]" : source
+        return "tcp://\(host):0;" + endpoint.dropFirst("tcp://".count)
     }
 
     /// Closes the DEALER to a peer.

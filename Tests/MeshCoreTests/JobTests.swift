@@ -99,6 +99,30 @@ struct JobStateTests {
         #expect(!wrongNode.isDone)
     }
 
+    #if DEBUG
+    @Test("debug builds with debug_unfenced: the stale report is accepted and the worker keeps a superseded attempt (what the chaos harness must catch)")
+    func unfenced() throws {
+        var s = JobStory()
+        _ = s.apply(.setSetting(key: ClusterState.unfencedSetting, value: "1"))
+        #expect(s.state.fencingDisabled)
+        let id = try s.submitted(JobSpec(command: ["sleep"]))
+        s.schedule()
+        let first = s.job(id).current!
+        var worker = Worker(node: first.node)
+        _ = worker.sync(with: s.state)
+        _ = worker.started(.init(job: id, attempt: 1), at: 0)
+        _ = s.apply(.started(job: id, attempt: 1, node: first.node, at: 0))
+        _ = s.apply(.lost(job: id, attempt: 1, reason: "node silent", at: 0))
+        s.schedule()
+        #expect(!worker.sync(with: s.state).contains { if case .stop(.init(job: id, attempt: 1), _) = $0 { true } else { false } })
+        #expect(s.apply(.finished(.init(job: id, attempt: 1, node: first.node, outcome: .exited(0), at: 0))).isDone)
+        #expect(s.job(id).state == .succeeded)
+        // Switched back on, fencing refuses as before.
+        _ = s.apply(.setSetting(key: ClusterState.unfencedSetting, value: "0"))
+        #expect(!s.apply(.finished(.init(job: id, attempt: 2, node: s.job(id).current!.node, outcome: .exited(0), at: 0))).isDone)
+    }
+    #endif
+
     @Test("a failed attempt is retried up to --retries; then the job fails with the reason")
     func retries() throws {
         var s = JobStory()

@@ -1,4 +1,5 @@
 import CZeroMQ
+import Glibc
 import MeshTestSupport
 import Testing
 
@@ -44,6 +45,39 @@ struct TransportRoundTripTests {
         #expect(outcome == .sent)
         #expect(await eventually { other.seen.value.contains { $0.source == .peer("a") && $0.frames == [[9, 9]] } })
         #expect(server.seen.value.first?.userID == "peer")
+    }
+
+    @Test("with a source address, a peer connection comes from that address (so a firewall can tell agents apart)")
+    func sourceAddress() async throws {
+        // A bare TCP listener: it sees the connection's source before any ZMTP handshake.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0)
+        try #require(listen(fd, 4) == 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = UInt16(bigEndian: addr.sin_port)
+
+        var settings = TransportSettings.testing
+        settings.sourceAddress = "127.0.0.23"
+        let t = try Transport(settings: settings, security: .plaintext)
+        defer { t.shutdown() }
+        try t.run { loop in try loop.connect("p", endpoint: "tcp://127.0.0.1:\(port)") }
+        let peer = try await onThread { () -> String in
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 10_000) == 1 else { return "no connection" }
+            var from = sockaddr_in()
+            var n = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let c = withUnsafeMutablePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &n) } }
+            defer { close(c) }
+            return String(cString: inet_ntoa(from.sin_addr))
+        }
+        #expect(peer == "127.0.0.23")
+        #expect(TransportLoop.endpoint("tcp://10.0.0.1:7000", from: nil) == "tcp://10.0.0.1:7000")
+        #expect(TransportLoop.endpoint("tcp://127.0.0.12:7000", from: "127.0.0.11") == "tcp://127.0.0.11:0;127.0.0.12:7000")
     }
 
     @Test("sending to a peer that is not connected is refused at once, not queued")

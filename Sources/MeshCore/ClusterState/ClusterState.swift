@@ -176,6 +176,20 @@ public struct ClusterState: Sendable, Equatable {
     public private(set) var nodes: [NodeID: Node] = [:]
     public private(set) var sessions: [ClientID: Session] = [:]
     public private(set) var settings: [String: String] = [:]
+
+    /// The mesh setting that switches fencing off, honoured by debug builds only.
+    public static let unfencedSetting = "debug_unfenced"
+
+    /// Debug builds only, with `mesh set debug_unfenced 1`: stale reports are accepted, workers keep
+    /// superseded attempts running and supervisors ignore the lease, so the same job can run twice
+    /// at once. It exists so the chaos harness can prove it notices; a release build never turns it on.
+    public var fencingDisabled: Bool {
+        #if DEBUG
+        settings[Self.unfencedSetting] == "1"
+        #else
+        false
+        #endif
+    }
     public private(set) var appliedIndex: Consensus.Index = 0
     /// Every job; changed only through `store` (which keeps the indexes below).
     public private(set) var jobs: [JobID: Job] = [:]

@@ -63,6 +63,7 @@ public struct Worker: Sendable {
         for (key, phase) in attempts.sorted(by: { $0.key < $1.key }) where phase == .starting || phase == .running {
             guard let job = state.jobs[key.job] else { continue }
             if job.current?.number != key.attempt || job.current?.node != node || !job.state.isActive {
+                if state.fencingDisabled, !job.cancelRequested { continue }
                 attempts[key] = .stopping
                 out.append(.stop(key, .superseded))
             } else if job.cancelRequested {
