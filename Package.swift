@@ -76,6 +76,14 @@ let package = Package(
             path: "Benchmarks/ClusterBenchmark"
         ),
         .executableTarget(
+            name: "mesh-chaos",
+            dependencies: [
+                "MeshAgent", "MeshCore", "MeshTransport", "MeshWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/MeshChaos"
+        ),
+        .executableTarget(
             name: "MeshSimulator",
             dependencies: ["MeshCore", "MeshSimulation"],
             path: "Benchmarks/MeshSimulator"

@@ -1,0 +1,201 @@
+import Foundation
+import MeshCore
+
+/// The accounting of one run: what clients were told, what the witness saw run, and what every
+/// node's final state says, set against each other.
+struct Report: Codable {
+    struct Stats: Codable {
+        var count: Int
+        var p50: Double
+        var p95: Double
+        var max: Double
+
+        init?(_ samples: [Double]) {
+            guard !samples.isEmpty else { return nil }
+            let s = samples.sorted()
+            func q(_ p: Double) -> Double { s[Swift.min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))] }
+            count = s.count
+            p50 = q(0.5)
+            p95 = q(0.95)
+            max = s.last!
+        }
+    }
+
+    var seed: UInt64
+    var profile: String
+    var faultSeconds: Double
+    var leaseSeconds: Double
+    var leaseGraceSeconds: Double
+    var unfenced: Bool
+    var attempted = 0
+    var acknowledged = 0
+    var submitFailed = 0
+    var unknown = 0
+    var completed = 0
+    var jobFailed = 0
+    var lost = 0
+    var recovered = 0
+    var unexpected = 0
+    var reExecuted = 0
+    var concurrentDuplicates = 0
+    var staleAccepted = 0
+    /// Succeeded in the mesh, but the witness never saw that attempt end.
+    var phantomSuccesses = 0
+    var maxSimultaneousRuns = 0
+    /// Jobs whose state differs between nodes once the mesh is quiet.
+    var disagreements = 0
+    var drainSeconds = 0.0
+    var faults: [String: Int] = [:]
+    var failover: [String: Stats] = [:]
+    var problems: [String] = []
+
+    var passed: Bool {
+        lost == 0 && unexpected == 0 && concurrentDuplicates == 0 && staleAccepted == 0 && phantomSuccesses == 0 && disagreements == 0
+    }
+}
+
+enum Check {
+    static func analyse(
+        into report: inout Report, submits: [Submit], final: [Job], perNode: [String: [Job]], witness: [String: [WitnessRun]],
+        faults: [Fault], nodeNames: [NodeID: String]
+    ) {
+        func problem(_ s: String) { if report.problems.count < 40 { report.problems.append(s) } }
+        var jobsByName: [String: [Job]] = [:]
+        for j in final { jobsByName[j.spec.name, default: []].append(j) }
+
+        report.attempted = submits.count
+        report.acknowledged = submits.filter { $0.outcome == .acknowledged }.count
+        report.submitFailed = submits.filter { $0.outcome == .failed }.count
+        report.unknown = submits.filter { $0.outcome == .unknown || $0.outcome == .invoked }.count
+
+        for s in submits {
+            let jobs = jobsByName[s.key] ?? []
+            let ran = !(witness[s.key] ?? []).isEmpty
+            switch s.outcome {
+            case .acknowledged:
+                guard let j = jobs.first, j.state.isTerminal else {
+                    report.lost += 1
+                    problem("lost: \(s.key) (job \(s.job.map(String.init) ?? "?")) acknowledged, \(jobs.first.map { "still \($0.state.rawValue): \($0.reason)" } ?? "absent from the final state")")
+                    continue
+                }
+                if j.state == .succeeded { report.completed += 1 } else { report.jobFailed += 1 }
+            case .failed:
+                if ran || !jobs.isEmpty {
+                    report.unexpected += 1
+                    problem("unexpected: \(s.key) was refused (\(s.detail)) but \(ran ? "ran" : "exists as job \(jobs[0].id)")")
+                }
+            case .unknown, .invoked:
+                if ran || !jobs.isEmpty { report.recovered += 1 }
+            }
+            if jobs.count > 1 {
+                report.unexpected += jobs.count - 1
+                problem("unexpected: \(s.key) was submitted once and became jobs \(jobs.map(\.id))")
+            }
+        }
+        let known = Set(submits.map(\.key))
+        for key in Set(witness.keys).union(jobsByName.keys) where !known.contains(key) {
+            report.unexpected += 1
+            problem("unexpected: \(key) ran or exists but no client submitted it")
+        }
+
+        for (key, runs) in witness where !runs.isEmpty {
+            if runs.count > 1 { report.reExecuted += 1 }
+            let most = runs.map(\.slot).max() ?? 1
+            report.maxSimultaneousRuns = max(report.maxSimultaneousRuns, most)
+            if most > 1 {
+                report.concurrentDuplicates += 1
+                problem("concurrent duplicate: \(key) had \(most) runs alive at once: \(runs.map { "attempt \($0.attempt) on \($0.node)" }.joined(separator: ", "))")
+            }
+            guard let job = jobsByName[key]?.first, job.state == .succeeded || job.state == .failed, let last = job.attempts.last else { continue }
+            let witnessed = runs.map(\.attempt).max() ?? 0
+            if last.outcome == nil || witnessed > last.number {
+                report.staleAccepted += 1
+                problem("stale accepted: \(key) is \(job.state.rawValue) by attempt \(job.attempts.last { $0.outcome != nil }?.number ?? 0) while attempt \(max(witnessed, last.number)) \(last.outcome == nil ? "had not ended" : "ran after it")")
+            } else if job.state == .succeeded {
+                let name = nodeNames[last.node] ?? "\(last.node)"
+                if !runs.contains(where: { $0.attempt == last.number && $0.node == name && $0.end != nil }) {
+                    report.phantomSuccesses += 1
+                    problem("phantom success: \(key) succeeded by attempt \(last.number) on \(name), which the witness never saw end")
+                }
+            }
+        }
+        for j in final where j.state == .succeeded && (witness[j.spec.name] ?? []).isEmpty {
+            report.phantomSuccesses += 1
+            problem("phantom success: job \(j.id) (\(j.spec.name)) succeeded but never ran")
+        }
+
+        // Every node, once quiet, has the same jobs in the same states as the coordinator.
+        let reference = Dictionary(final.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a })
+        var differing: Set<JobID> = []
+        for (node, jobs) in perNode {
+            let mine = Dictionary(jobs.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a })
+            for (id, state) in reference where mine[id] != state {
+                if differing.insert(id).inserted { problem("disagreement: \(node) has job \(id) \(mine[id]?.rawValue ?? "missing"), the coordinator \(state.rawValue)") }
+            }
+        }
+        report.disagreements = differing.count
+
+        // Faults and failover.
+        for f in faults { report.faults[f.kind.rawValue, default: 0] += 1 }
+        var samples: [String: [Double]] = [:]
+        func add(_ name: String, _ v: Double?) { if let v { samples[name, default: []].append(v / 1000) } }
+        let acks = submits.filter { $0.outcome == .acknowledged }
+        for f in faults {
+            let leaderHit = f.leader.map { f.victims.contains($0) } ?? false
+            switch f.kind {
+            case .killLeader where leaderHit, .killRandom where leaderHit:
+                add("kill -9 leader → new leader", f.newLeaderAt.map { $0 - f.at })
+                add("kill -9 leader → next acknowledged submit", acks.filter { $0.invokedAt >= f.at }.map { $0.endedAt - f.at }.min())
+            case .pauseLeader:
+                add("pause leader → new leader", f.newLeaderAt.map { $0 - f.at })
+            case .isolateLeader:
+                add("isolate leader → new leader", f.newLeaderAt.map { $0 - f.at })
+            case .crashAll:
+                add("whole-mesh restart → leader", f.newLeaderAt.map { $0 - f.healedAt })
+            default:
+                break
+            }
+            guard f.kind != .crashAll else { continue }
+            for (key, node) in f.running {
+                let elsewhere = (witness[key] ?? []).filter { $0.node != node && $0.start > f.at }.map(\.start).min()
+                switch f.kind {
+                case .killWorker, .killRandom: add("kill -9 worker → job running elsewhere", elsewhere.map { $0 - f.at })
+                case .pauseWorker, .pauseLeader: add("pause worker → job running elsewhere", elsewhere.map { $0 - f.at })
+                default: break
+                }
+            }
+        }
+        report.failover = samples.compactMapValues { Report.Stats($0) }
+    }
+
+    static func table(_ r: Report) -> String {
+        var out = "\nmesh-chaos: profile \(r.profile), seed \(r.seed), \(Int(r.faultSeconds)) s of faults, lease \(r.leaseSeconds) s + grace \(r.leaseGraceSeconds) s\(r.unfenced ? ", FENCING OFF (debug)" : "")\n\n"
+        let rows: [(String, Int, Bool)] = [
+            ("attempted", r.attempted, false), ("acknowledged", r.acknowledged, false), ("submit refused", r.submitFailed, false),
+            ("unknown (timeout, unreachable)", r.unknown, false), ("completed", r.completed, false), ("job failed", r.jobFailed, false),
+            ("lost (acknowledged, never terminal)", r.lost, true), ("recovered (unknown, but ran)", r.recovered, false),
+            ("unexpected (ran, never submitted)", r.unexpected, true), ("re-executed", r.reExecuted, false),
+            ("concurrent duplicates", r.concurrentDuplicates, true), ("stale reports accepted", r.staleAccepted, true),
+            ("phantom successes", r.phantomSuccesses, true), ("nodes disagreeing (jobs)", r.disagreements, true),
+            ("max simultaneous runs of one job", r.maxSimultaneousRuns, false),
+        ]
+        for (name, v, bad) in rows {
+            out += "  \(name.padding(toLength: 38, withPad: " ", startingAt: 0)) \(String(v).leftPad(7))\(bad && v > 0 ? "   ✗" : "")\n"
+        }
+        out += "  \("drain (healed → all terminal)".padding(toLength: 38, withPad: " ", startingAt: 0)) \(String(format: "%7.1f", r.drainSeconds)) s\n"
+        out += "\n  faults: " + r.faults.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + "\n\n"
+        out += "  \("failover (seconds)".padding(toLength: 44, withPad: " ", startingAt: 0))    n     p50     p95     max\n"
+        for (name, s) in r.failover.sorted(by: { $0.key < $1.key }) {
+            out += "  \(name.padding(toLength: 44, withPad: " ", startingAt: 0)) \(String(s.count).leftPad(4)) \(String(format: "%7.2f %7.2f %7.2f", s.p50, s.p95, s.max))\n"
+        }
+        if !r.problems.isEmpty {
+            out += "\n  problems:\n" + r.problems.map { "  - \($0)\n" }.joined()
+        }
+        out += "\n  \(r.passed ? "PASS: nothing lost, nothing unexpected, no job ran twice at once, no stale report accepted" : "FAIL")\n"
+        return out
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
