@@ -48,6 +48,9 @@ struct Report: Codable {
     var faults: [String: Int] = [:]
     var failover: [String: Stats] = [:]
     var problems: [String] = []
+    /// Why jobs failed and why submits ended unknown (by reason, with counts): not failures of the
+    /// mesh, but worth reading.
+    var notes: [String] = []
 
     var passed: Bool {
         lost == 0 && unexpected == 0 && concurrentDuplicates == 0 && staleAccepted == 0 && phantomSuccesses == 0 && disagreements == 0
@@ -60,6 +63,8 @@ enum Check {
         faults: [Fault], nodeNames: [NodeID: String]
     ) {
         func problem(_ s: String) { if report.problems.count < 40 { report.problems.append(s) } }
+        var reasons: [String: Int] = [:]
+        defer { report.notes = reasons.sorted { $0.value > $1.value }.prefix(20).map { "\($0.value)× \($0.key)" } }
         var jobsByName: [String: [Job]] = [:]
         for j in final { jobsByName[j.spec.name, default: []].append(j) }
 
@@ -78,7 +83,12 @@ enum Check {
                     problem("lost: \(s.key) (job \(s.job.map(String.init) ?? "?")) acknowledged, \(jobs.first.map { "still \($0.state.rawValue): \($0.reason)" } ?? "absent from the final state")")
                     continue
                 }
-                if j.state == .succeeded { report.completed += 1 } else { report.jobFailed += 1 }
+                if j.state == .succeeded {
+                    report.completed += 1
+                } else {
+                    report.jobFailed += 1
+                    reasons["job \(j.state.rawValue): \(Self.general(j.reason))", default: 0] += 1
+                }
             case .failed:
                 if ran || !jobs.isEmpty {
                     report.unexpected += 1
@@ -86,6 +96,7 @@ enum Check {
                 }
             case .unknown, .invoked:
                 if ran || !jobs.isEmpty { report.recovered += 1 }
+                reasons["submit unknown: \(Self.general(s.detail.split(separator: "\n").last.map(String.init) ?? "killed after 20 s"))", default: 0] += 1
             }
             if jobs.count > 1 {
                 report.unexpected += jobs.count - 1
@@ -168,6 +179,11 @@ enum Check {
         report.failover = samples.compactMapValues { Report.Stats($0) }
     }
 
+    /// A reason with its numbers taken out, so that alike reasons group.
+    static func general(_ s: String) -> String {
+        String(s.map { $0.isNumber ? "N" : $0 }).replacingOccurrences(of: "NN", with: "N").replacingOccurrences(of: "NN", with: "N")
+    }
+
     static func table(_ r: Report) -> String {
         var out = "\nmesh-chaos: profile \(r.profile), seed \(r.seed), \(Int(r.faultSeconds)) s of faults, lease \(r.leaseSeconds) s + grace \(r.leaseGraceSeconds) s\(r.unfenced ? ", FENCING OFF (debug)" : "")\n\n"
         let rows: [(String, Int, Bool)] = [
@@ -187,6 +203,9 @@ enum Check {
         out += "  \("failover (seconds)".padding(toLength: 44, withPad: " ", startingAt: 0))    n     p50     p95     max\n"
         for (name, s) in r.failover.sorted(by: { $0.key < $1.key }) {
             out += "  \(name.padding(toLength: 44, withPad: " ", startingAt: 0)) \(String(s.count).leftPad(4)) \(String(format: "%7.2f %7.2f %7.2f", s.p50, s.p95, s.max))\n"
+        }
+        if !r.notes.isEmpty {
+            out += "\n  notes:\n" + r.notes.map { "  - \($0)\n" }.joined()
         }
         if !r.problems.isEmpty {
             out += "\n  problems:\n" + r.problems.map { "  - \($0)\n" }.joined()

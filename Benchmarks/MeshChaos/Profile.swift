@@ -34,7 +34,7 @@ struct Profile: Sendable {
         // The zombie case only, with jobs that outlive a paused agent's lease: what fencing is for.
         "zombie": Profile(
             name: "zombie", faultSeconds: 45, kinds: [.pauseWorker], gap: 1...2, hold: 5...7,
-            jobSeconds: 6...9, clients: 2, pause: 0.3...0.8, drainSeconds: 180, leaseSeconds: 1, leaseGraceSeconds: 1,
+            jobSeconds: 6...9, clients: 2, pause: 1.5...2.5, drainSeconds: 180, leaseSeconds: 1, leaseGraceSeconds: 1,
             slots: 2),
     ]
 }

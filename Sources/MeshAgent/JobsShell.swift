@@ -449,8 +449,11 @@ final class JobsShell {
         let now = consensus.now(loop)
         var commands = JobControl.lost(state, lastContact: inst.lastContact, leaderSince: since, self: id, now: now,
                                        settings: controlSettings, at: unixMillis())
+        let control = controlSettings
         let nodes = state.nodes.values.map { n in
-            Scheduler.Node(id: n.id, capacity: n.capacity, accepting: membership.instance.member(n.id)?.state == .alive)
+            Scheduler.Node(id: n.id, capacity: n.capacity,
+                           accepting: membership.instance.member(n.id)?.state == .alive
+                               && JobControl.inTouch(n.id, lastContact: inst.lastContact, leaderSince: since, self: id, now: now, settings: control))
         }
         let plan = Scheduler.plan(state, nodes: nodes, term: inst.term, at: unixMillis(), limit: 200)
         if !plan.isEmpty { commands.append(.assign(plan)) }

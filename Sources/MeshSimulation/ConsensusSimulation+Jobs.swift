@@ -208,7 +208,8 @@ extension ConsensusSimulation {
         // Nodes heard from within a lease take new work (the agent uses gossip for this).
         let accepting = state.nodes.values.map { n in
             Scheduler.Node(id: n.id, capacity: n.capacity,
-                           accepting: n.id == inst.id || inst.lastContact[n.id].map { now - $0 < options.lease } == true)
+                           accepting: JobControl.inTouch(n.id, lastContact: inst.lastContact, leaderSince: since, self: inst.id, now: now,
+                                                         settings: options.control))
         }
         let plan = Scheduler.plan(state, nodes: accepting, term: inst.term, at: millis, limit: 50)
         if !plan.isEmpty { commands.append(.assign(plan)) }

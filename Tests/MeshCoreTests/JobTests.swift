@@ -279,6 +279,18 @@ struct JobControlTests {
         #expect(JobControl.lost(s.state, lastContact: [:], leaderSince: t0 + .seconds(10), self: me, now: t0 + .seconds(20), settings: settings, at: 0).isEmpty)
     }
 
+    @Test("new work goes only to nodes heard from within the lease (found by the chaos harness: a paused node got its lost job back until it was given up)")
+    func inTouch() {
+        var settings = JobControl.Settings()
+        settings.defaultLease = .seconds(2)
+        let t0 = Instant.zero, a = NodeID(1), me = NodeID(9)
+        #expect(JobControl.inTouch(a, lastContact: [a: t0], leaderSince: t0, self: me, now: t0 + .seconds(1), settings: settings))
+        #expect(!JobControl.inTouch(a, lastContact: [a: t0], leaderSince: t0, self: me, now: t0 + .seconds(3), settings: settings))
+        // Never heard from: counted from the start of the term, like leases.
+        #expect(JobControl.inTouch(a, lastContact: [:], leaderSince: t0 + .seconds(2), self: me, now: t0 + .seconds(3), settings: settings))
+        #expect(JobControl.inTouch(me, lastContact: [:], leaderSince: t0, self: me, now: t0 + .seconds(60), settings: settings))
+    }
+
     @Test("a worker starts what the log assigns it, reports, and stops what is cancelled or superseded")
     func worker() throws {
         var s = JobStory()

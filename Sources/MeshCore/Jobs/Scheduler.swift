@@ -102,6 +102,16 @@ public enum JobControl {
         return out
     }
 
+    /// May `node` be given new work? Only if the coordinator has heard from it within the lease
+    /// (gossip alone is not enough: a paused or cut-off node stays "alive" in gossip for seconds,
+    /// and an attempt given to it would at once be declared lost again, over and over, until the
+    /// job is given up).
+    public static func inTouch(
+        _ node: NodeID, lastContact: [NodeID: Instant], leaderSince: Instant, self me: NodeID, now: Instant, settings: Settings
+    ) -> Bool {
+        node == me || now - Swift.max(lastContact[node] ?? leaderSince, leaderSince) < settings.defaultLease
+    }
+
     /// The lease a worker holds an attempt under.
     public static func lease(_ job: Job, settings: Settings) -> Duration {
         job.spec.leaseSeconds > 0 ? .seconds(Int64(job.spec.leaseSeconds)) : settings.defaultLease
