@@ -20,6 +20,8 @@ extension ConsensusSimulation {
         /// Chance that a client's write is a cancel rather than a submit.
         public var cancelRate = 0.1
         public var retries = 1
+        /// Chance, during the faults, that a node dies at one of the fault points (see `FaultPoint`).
+        public var faultPointRate = 0.03
 
         public init() {}
 
@@ -29,6 +31,37 @@ extension ConsensusSimulation {
             s.grace = grace
             return s
         }
+    }
+
+    /// Places inside the code paths where dying is worst, each hit at random during the faults.
+    public enum FaultPoint: String, CaseIterable, Sendable {
+        case leaderAfterCommittingAssignment = "coordinator dies between committing an assignment and any worker hearing of it"
+        case leaderAfterCommittingLoss = "coordinator dies between committing a lost attempt and reassigning it"
+        case workerAfterStart = "worker dies between starting an attempt and reporting it started"
+        case workerAfterExit = "worker dies between its attempt's exit and the report"
+    }
+
+    static func coordinatorFaultPoint(_ entries: [Consensus.Entry]) -> FaultPoint? {
+        for e in entries {
+            guard case .command(let r) = e.payload else { continue }
+            if case .assign = r.command { return .leaderAfterCommittingAssignment }
+            if case .lost = r.command { return .leaderAfterCommittingLoss }
+        }
+        return nil
+    }
+
+    /// Maybe crash node `i` at `point` (it comes back 0.2–1.5 s later, a worker up to 3 s); true if it did.
+    func crashAtFaultPoint(_ i: Int, _ point: FaultPoint) -> Bool {
+        // Losses are rare (a node out of touch for a whole lease): that point fires more often.
+        let rate = (jobOptions?.faultPointRate ?? 0) * (point == .leaderAfterCommittingLoss ? 10 : 1)
+        guard faultsOn, !booting, jobOptions != nil, nodes[i].instance != nil, rng.chance(rate) else { return false }
+        faultPointsHit[point, default: 0] += 1
+        trace?("\(now) fault point n\(i): \(point.rawValue)")
+        crash(i)
+        // A worker may stay down longer than lease + grace, so that its attempts are declared lost.
+        let down = point == .workerAfterStart || point == .workerAfterExit ? 200 + rng.next() % 2800 : 200 + rng.next() % 1300
+        queue.push(now + .milliseconds(Int64(down)), .reboot(node: i))
+        return true
     }
 
     struct SimProcess {
@@ -159,6 +192,7 @@ extension ConsensusSimulation {
         processes[key] = p
         queue.push(p.endsAt, .processExit(key))
         queue.push(p.expiry, .supervise(key))
+        if crashAtFaultPoint(i, .workerAfterStart) { return }
         carryOutWorker(i, nodes[i].jobs.worker!.started(key, at: millis))
     }
 
@@ -183,6 +217,7 @@ extension ConsensusSimulation {
 
     func processEnded(_ i: Int, _ key: Worker.Key) {
         guard nodes[i].jobs.worker != nil, let outcome = processes[key]?.outcome else { return }
+        if crashAtFaultPoint(i, .workerAfterExit) { return }
         carryOutWorker(i, nodes[i].jobs.worker!.ended(key, outcome: outcome, at: millis))
     }
 
@@ -220,7 +255,7 @@ extension ConsensusSimulation {
         for c in commands {
             nodes[i].jobs.managerSequence += 1
             let r = ClusterState.Request(client: nodes[i].jobs.managerClient, sequence: nodes[i].jobs.managerSequence, command: c)
-            guard case .success(let (index, d)) = nodes[i].instance!.propose(r, now: now) else { return }
+            guard nodes[i].instance != nil, case .success(let (index, d)) = nodes[i].instance!.propose(r, now: now) else { return }
             nodes[i].jobs.managerInFlight = index
             carryOut(i, d)
         }

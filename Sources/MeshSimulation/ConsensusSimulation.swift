@@ -76,6 +76,8 @@ public final class ConsensusSimulation {
         case supervise(Worker.Key)
         /// The node's agent learns that an attempt's process ended.
         case processEnded(node: Int, Worker.Key)
+        /// A node that a fault point crashed comes back.
+        case reboot(node: Int)
     }
 
     struct Client {
@@ -109,6 +111,11 @@ public final class ConsensusSimulation {
     var processes: [Worker.Key: SimProcess] = [:]
     /// Jobs whose submit a client saw acknowledged.
     public internal(set) var acknowledgedJobs: Set<JobID> = []
+    /// How often each fault point crashed a node.
+    public internal(set) var faultPointsHit: [FaultPoint: Int] = [:]
+    /// How long after the faults stopped everything had settled (nil: not within the bound).
+    public private(set) var settledAfter: Duration?
+    var booting = false
     /// Writes of each client by sequence (to learn the job id a submit created).
     var clientCommands: [String: ClusterState.Command] = [:]
     /// The job each submit created, by "client/sequence".
@@ -176,6 +183,7 @@ public final class ConsensusSimulation {
         while now < deadline {
             run(until: Swift.min(deadline, now + .milliseconds(100)))
             if settled {
+                settledAfter = now - (deadline - liveness)
                 if jobOptions != nil { finalJobChecks() }
                 return violations.isEmpty
             }
@@ -260,6 +268,8 @@ public final class ConsensusSimulation {
         case .leaderDropped(let i, let l):
             guard nodes[i].instance?.leader == l, nodes[i].pausedUntil == nil else { break }
             carryOut(i, nodes[i].instance!.onLeaderUnreachable(now: now))
+        case .reboot(let i):
+            if nodes[i].instance == nil { boot(i) }
         case .fault:
             if faultsOn { injectFault() }
             if faultsOn { queue.push(now + scenario.faultEvery.scaled(0.5 + Double(rng.next() % 100) / 100), .fault) }
@@ -269,6 +279,8 @@ public final class ConsensusSimulation {
     // MARK: Nodes
 
     private func boot(_ i: Int) {
+        booting = true
+        defer { booting = false }
         var inst = Consensus.Instance(id: nodes[i].id, stored: nodes[i].disk, settings: settings, seed: rng.next(), now: now)
         nodes[i].state = nodes[i].disk.snapshot.flatMap { snapshots[$0.index] } ?? ClusterState()
         nodes[i].appliedThrough = nodes[i].disk.snapshot?.index ?? 0
@@ -302,6 +314,10 @@ public final class ConsensusSimulation {
                 for e in entries { apply(e, on: i) }
                 maybeCompact(i)
                 checkWatches()
+                // The coordinator dies as it commits an assignment or a loss, before it tells
+                // anyone (the rest of this batch, its sends included, dies with it).
+                if jobOptions != nil, nodes[i].instance?.role == .leader, let point = Self.coordinatorFaultPoint(entries),
+                   crashAtFaultPoint(i, point) { return }
                 if jobOptions != nil { syncWorker(i) }
             case .restore(let s):
                 guard let st = snapshots[s.index] else {
@@ -459,7 +475,8 @@ public final class ConsensusSimulation {
     private var watches: [(node: Int, index: Consensus.Index, term: Consensus.Term, from: Requester, client: ClusterState.ClientID, sequence: UInt64)] = []
 
     private func watch(_ i: Int, index: Consensus.Index, from: Requester, client: ClusterState.ClientID, sequence: UInt64) {
-        watches.append((i, index, nodes[i].instance!.term, from, client, sequence))
+        guard let term = nodes[i].instance?.term else { return }  // it died at a fault point
+        watches.append((i, index, term, from, client, sequence))
         checkWatches()
     }
 
@@ -505,16 +522,7 @@ public final class ConsensusSimulation {
         case 0, 1:
             // Crash and come back after a while, from what was persisted.
             if nodes[victim].instance != nil {
-                trace?("\(now) crash n\(victim)")
-                let dead = nodes[victim].id
-                nodes[victim].instance = nil
-                nodes[victim].tickGeneration += 1
-                crashJobs(victim)
-                // The kernel closes a dead process's sockets: followers connected to it as their
-                // leader see the drop at once (if the network between them is up).
-                for i in nodes.indices where i != victim && nodes[i].instance?.leader == dead && reach.canSend(victim, i) {
-                    queue.push(now + .milliseconds(1), .leaderDropped(node: i, leader: dead))
-                }
+                crash(victim)
             } else {
                 boot(victim)
             }
@@ -543,6 +551,20 @@ public final class ConsensusSimulation {
             reach = Reachability()
         }
         checkWatches()
+    }
+
+    /// The node's agent dies; what it persisted stays (and its jobs' processes run on).
+    func crash(_ victim: Int) {
+        trace?("\(now) crash n\(victim)")
+        let dead = nodes[victim].id
+        nodes[victim].instance = nil
+        nodes[victim].tickGeneration += 1
+        crashJobs(victim)
+        // The kernel closes a dead process's sockets: followers connected to it as their
+        // leader see the drop at once (if the network between them is up).
+        for i in nodes.indices where i != victim && nodes[i].instance?.leader == dead && reach.canSend(victim, i) {
+            queue.push(now + .milliseconds(1), .leaderDropped(node: i, leader: dead))
+        }
     }
 
     func healAll() {

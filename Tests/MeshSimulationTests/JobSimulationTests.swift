@@ -7,7 +7,10 @@ import Testing
 /// attempts only under a lease and their supervisors kill them when it runs out, processes outlive
 /// crashed agents and are adopted at restart. Checked at every step: no job has two attempts'
 /// processes running at once, no node runs more than its slots, every accepted report is for the
-/// current attempt and says what its process did; after the faults, every acknowledged job ends.
+/// current attempt and says what its process did; after the faults (the liveness phase: everything
+/// healed), every acknowledged job ends within the bound. Fault points crash nodes inside the paths
+/// that matter (coordinator between commit and dispatch, worker between start and report, ...), and
+/// each must be hit.
 /// `swift run -c release MeshSimulator jobs --seeds N` runs any number of seeds.
 @Suite("Jobs in simulation")
 struct JobSimulationTests {
@@ -19,7 +22,8 @@ struct JobSimulationTests {
     @Test("seeds of random faults with jobs, leases and fencing (in two shards)", arguments: 0..<2)
     func randomSeeds(shard: UInt64) {
         let perShard = UInt64(seeds(12).count)
-        var attempts = 0, states: [JobState: Int] = [:]
+        var attempts = 0, states: [JobState: Int] = [:], hits: [ConsensusSimulation.FaultPoint: Int] = [:]
+        var slowest = Duration.zero
         let list: [UInt64] = shard == 0 ? Self.regressions : []
         for seed in list + (1...perShard).map({ shard * perShard + $0 }) {
             let sim = ConsensusSimulation(seed: seed, jobs: .init())
@@ -29,10 +33,37 @@ struct JobSimulationTests {
             }
             attempts += sim.attemptsStarted
             states.merge(sim.jobCounts, uniquingKeysWith: +)
+            hits.merge(sim.faultPointsHit, uniquingKeysWith: +)
+            slowest = max(slowest, sim.settledAfter ?? .zero)
             let unfinished = sim.jobCounts.filter { !$0.key.isTerminal }
             #expect(unfinished.isEmpty, "seed \(seed): \(unfinished)")
         }
-        print("jobs shard \(shard): \(perShard) seeds, \(attempts) attempts, \(states.sorted { $0.key.rawValue < $1.key.rawValue })")
+        print("jobs shard \(shard): \(perShard) seeds, \(attempts) attempts, \(states.sorted { $0.key.rawValue < $1.key.rawValue }), settled at most \(slowest) after the faults; fault points \(hits.map { "\($0.value)× \($0.key.rawValue)" }.sorted())")
         #expect((states[.succeeded] ?? 0) > 0)
+    }
+
+    @Test("fault points: nodes die inside the paths that matter, each point is hit, and every run still settles")
+    func faultPoints() {
+        var hits: [ConsensusSimulation.FaultPoint: Int] = [:], slowest = Duration.zero
+        var options = ConsensusSimulation.JobOptions()
+        options.faultPointRate = 0.06
+        // Short leases, so that attempts are declared lost between leader changes.
+        options.lease = .milliseconds(400)
+        options.grace = .milliseconds(200)
+        for seed in seeds(30).map({ $0 + 10_000 }) {
+            var scenario = ConsensusSimulation.Scenario.random(seed: seed)
+            scenario.faultDuration = .seconds(8)
+            let sim = ConsensusSimulation(seed: seed, scenario: scenario, jobs: options)
+            sim.run()
+            if !sim.violations.isEmpty {
+                fail("[\(sim.scenario)] \(sim.violations.prefix(3).joined(separator: "; "))", seed: seed)
+            }
+            hits.merge(sim.faultPointsHit, uniquingKeysWith: +)
+            slowest = max(slowest, sim.settledAfter ?? .zero)
+        }
+        print("fault points: \(hits.map { "\($0.value)× \($0.key.rawValue)" }.sorted()); settled at most \(slowest) after the faults")
+        for point in ConsensusSimulation.FaultPoint.allCases {
+            #expect((hits[point] ?? 0) > 0, "never hit: \(point.rawValue)")
+        }
     }
 }
