@@ -150,13 +150,12 @@ enum Check {
         for f in faults { report.faults[f.kind.rawValue, default: 0] += 1 }
         var samples: [String: [Double]] = [:]
         func add(_ name: String, _ v: Double?) { if let v { samples[name, default: []].append(v / 1000) } }
-        let acks = submits.filter { $0.outcome == .acknowledged }
         for f in faults {
             let leaderHit = f.leader.map { f.victims.contains($0) } ?? false
             switch f.kind {
             case .killLeader where leaderHit, .killRandom where leaderHit:
                 add("kill -9 leader → new leader", f.newLeaderAt.map { $0 - f.at })
-                add("kill -9 leader → next acknowledged submit", acks.filter { $0.invokedAt >= f.at }.map { $0.endedAt - f.at }.min())
+                add("kill -9 leader → next acknowledged submit", f.probeAckedAt.map { $0 - f.at })
             case .pauseLeader:
                 add("pause leader → new leader", f.newLeaderAt.map { $0 - f.at })
             case .isolateLeader:

@@ -13,6 +13,8 @@ struct Fault: Sendable {
         case ring = "ring"
         case sendOnly = "send, not receive"
         case crashAll = "whole-mesh crash"
+
+        static func named(_ name: String) -> Kind? { allCases.first { "\($0)" == name || $0.rawValue == name } }
     }
 
     var kind: Kind
@@ -24,6 +26,9 @@ struct Fault: Sendable {
     var term: UInt64 = 0
     /// When an agent other than the victim first said it leads, in a later term.
     var newLeaderAt: Double?
+    /// After a kill of the leader: when the first of the probe submits (sent one after another
+    /// through the survivors from the moment of the kill) was acknowledged.
+    var probeAckedAt: Double?
     /// Jobs running on the victims when the fault began (from the witness): key → node.
     var running: [String: String] = [:]
     var note = ""
@@ -33,17 +38,36 @@ struct Fault: Sendable {
 final class Nemesis: @unchecked Sendable {
     let mesh: ChaosMesh
     let profile: Profile
-    let witness: String
+    let workload: Workload
     let log: Log
     let faults = Locked<[Fault]>([])
     private var rng: SeededRandom
+    var witness: String { workload.witness }
 
-    init(mesh: ChaosMesh, profile: Profile, witness: String, seed: UInt64, log: Log) {
+    init(mesh: ChaosMesh, profile: Profile, workload: Workload, seed: UInt64, log: Log) {
         self.mesh = mesh
         self.profile = profile
-        self.witness = witness
+        self.workload = workload
         self.log = log
         rng = SeededRandom(seed: seed)
+    }
+
+    /// Submits through the survivors, one after another, until one is acknowledged (the client's
+    /// view of failover: how long until the mesh takes work again).
+    private func probe(_ index: Int, survivors: [String], result: Locked<Double?>, group: DispatchGroup) {
+        group.enter()
+        let seed = rng.next()
+        Thread { [workload] in
+            defer { group.leave() }
+            var rng = SeededRandom(seed: seed)
+            let deadline = nowMillis() + 30_000
+            var n = 0
+            while nowMillis() < deadline {
+                n += 1
+                let s = workload.submit(key: "p\(index)-\(n)", node: rng.pick(survivors), seconds: 0.1, timeout: .seconds(5))
+                if s.outcome == .acknowledged { return result.with { $0 = s.endedAt } }
+            }
+        }.start()
     }
 
     /// Until `end` (wall-clock ms) or `stop()`.
@@ -92,9 +116,13 @@ final class Nemesis: @unchecked Sendable {
         }
         f.running = runningJobs().filter { f.victims.contains($0.value) }
         f.at = nowMillis()
+        let probed = Locked<Double?>(nil), probing = DispatchGroup()
         switch kind {
         case .killLeader, .killWorker, .killRandom:
             for v in f.victims { mesh.kill9(v) }
+            if let l = f.leader, f.victims.contains(l) {
+                probe(faults.get.count, survivors: names.filter { !f.victims.contains($0) }, result: probed, group: probing)
+            }
         case .pauseLeader, .pauseWorker:
             for v in f.victims { mesh.pause(v) }
         case .isolateLeader, .majorityMinority:
@@ -121,6 +149,8 @@ final class Nemesis: @unchecked Sendable {
             }
             sleep(seconds: 0.05)
         }
+        _ = probing.wait(timeout: .now() + 30)
+        f.probeAckedAt = probed.get
         // Heal.
         f.healedAt = nowMillis()
         switch kind {

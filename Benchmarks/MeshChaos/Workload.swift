@@ -77,25 +77,28 @@ final class Workload: @unchecked Sendable {
     private func clientLoop(_ c: Int, rng: SeededRandom) {
         var rng = rng
         var n = 0
-        let script = Self.script(witness: witness)
         while !stop.get {
             n += 1
-            let key = "c\(c)-\(n)"
-            let node = rng.pick(mesh.names)
-            let seconds = String(format: "%.2f", rng.uniform(profile.jobSeconds))
-            submit(key: key, node: node, command: ["sh", "-c", script, "chaos", key, seconds])
+            submit(key: "c\(c)-\(n)", node: rng.pick(mesh.names), seconds: rng.uniform(profile.jobSeconds))
             sleep(seconds: rng.uniform(profile.pause))
         }
     }
 
-    private func submit(key: String, node: String, command: [String]) {
+    /// A job of `seconds` through `node`, recorded like every other submit.
+    @discardableResult
+    func submit(key: String, node: String, seconds: Double, timeout: Duration = .seconds(20)) -> Submit {
+        submit(key: key, node: node, command: ["sh", "-c", Self.script(witness: witness), "chaos", key, String(format: "%.2f", seconds)],
+               timeout: timeout)
+    }
+
+    private func submit(key: String, node: String, command: [String], timeout: Duration) -> Submit {
         var s = Submit(key: key, node: node, invokedAt: nowMillis())
         let index = submits.with { $0.append(s); return $0.count - 1 }
         let out = "\(mesh.work)/submits/\(key).out"
         let args = ["submit", "--to", mesh.address(node), "--key", mesh.keyFile, "--no-code", "--name", key, "--"] + command
         do {
             let p = try ChildProcess.spawn(mesh.meshBinary, args, stdout: out, stderr: out)
-            let status = p.wait(timeout: .seconds(20)) ?? p.terminate(grace: .seconds(1))
+            let status = p.wait(timeout: timeout) ?? p.terminate(grace: .seconds(1))
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             s.detail = text.trimmingCharacters(in: .whitespacesAndNewlines)
             switch status {
@@ -114,6 +117,7 @@ final class Workload: @unchecked Sendable {
         }
         s.endedAt = nowMillis()
         submits.with { $0[index] = s }
+        return s
     }
 }
 

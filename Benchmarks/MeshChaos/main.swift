@@ -25,6 +25,9 @@ struct MeshChaos: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds of faults (default: the profile's).", valueName: "SECONDS"))
     var duration: Double?
 
+    @Option(name: .customLong("fault"), help: ArgumentHelp("Only this kind of fault (repeatable): \(Fault.Kind.allCases.map { "\($0)" }.joined(separator: ", ")).", valueName: "KIND"))
+    var faults: [String] = []
+
     @Flag(help: "Switch fencing off in the mesh (debug builds only): the run must then report duplicates.")
     var unfenced = false
 
@@ -48,6 +51,9 @@ struct MeshChaos: ParsableCommand {
             throw ValidationError("unknown profile '\(profile)'; known: \(Profile.all.keys.sorted().joined(separator: ", "))")
         }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        for f in faults where Fault.Kind.named(f) == nil {
+            throw ValidationError("unknown fault '\(f)'; known: \(Fault.Kind.allCases.map { "\($0)" }.joined(separator: ", "))")
+        }
     }
 
     func run() throws {
@@ -111,6 +117,7 @@ struct MeshChaos: ParsableCommand {
     private func inside(namespace: String) throws -> Int32 {
         var profile = Profile.all[self.profile]!
         if let duration { profile.faultSeconds = duration }
+        if !faults.isEmpty { profile.kinds = faults.compactMap(Fault.Kind.named) }
         let log = Log()
         log.quiet = quiet
         let binary = mesh ?? Self.beside("mesh")
@@ -147,7 +154,7 @@ struct MeshChaos: ParsableCommand {
 
         // Faults while clients submit.
         let workload = Workload(mesh: chaos, profile: profile, log: log)
-        let nemesis = Nemesis(mesh: chaos, profile: profile, witness: workload.witness, seed: seed, log: log)
+        let nemesis = Nemesis(mesh: chaos, profile: profile, workload: workload, seed: seed, log: log)
         try workload.start(seed: seed)
         log.say("faults for \(Int(profile.faultSeconds)) s (\(profile.kinds.map(\.rawValue).joined(separator: ", ")))")
         nemesis.run(until: nowMillis() + profile.faultSeconds * 1000, stopped: { stopped.get })
