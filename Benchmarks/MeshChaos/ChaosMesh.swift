@@ -32,10 +32,12 @@ final class ChaosMesh: @unchecked Sendable {
         agents = (1...count).map { i in
             Agent(name: "n\(i)", address: "127.0.0.\(10 + i)", dir: DataDirectory(path: "\(work)/n\(i)"))
         }
+        names = agents.map(\.name)
+        keyFile = agents[0].dir.keyFile
     }
 
-    var names: [String] { lock.withLock { agents.map(\.name) } }
-    var keyFile: String { agents[0].dir.keyFile }
+    let names: [String]
+    let keyFile: String
     func address(_ name: String) -> String { "\(agent(name).address):\(Self.port)" }
     private func agent(_ name: String) -> Agent { lock.withLock { agents.first { $0.name == name }! } }
     private func update(_ name: String, _ body: (inout Agent) -> Void) {
@@ -71,9 +73,13 @@ final class ChaosMesh: @unchecked Sendable {
         while nowMillis() < deadline {
             if let text = try? String(contentsOfFile: a.dir.endpointFile, encoding: .utf8), text.hasSuffix("\n") { return }
             if let t = p.wait(timeout: .milliseconds(20)) {
+                update(name) { $0.process = nil }
                 throw HarnessError("agent \(name) exited (\(t)) before listening; see \(logFile)")
             }
         }
+        p.signal(SIGKILL)
+        _ = p.wait(timeout: .seconds(5))
+        update(name) { $0.process = nil }
         throw HarnessError("agent \(name) did not listen within 20 s; see \(logFile)")
     }
 
@@ -97,21 +103,25 @@ final class ChaosMesh: @unchecked Sendable {
 
     func isUp(_ name: String) -> Bool { let a = agent(name); return a.process != nil && !a.paused }
     var up: [String] { names.filter(isUp) }
-    var down: [String] { names.filter { agent($0).process == nil } }
+    var down: [String] { names.filter { agent($0).process?.isRunning != true } }
 
-    /// Every attempt's supervisor and job (a power loss rather than a process crash).
+    /// Every attempt's supervisor and job (a power loss rather than a process crash): processes in
+    /// this network namespace whose command line or working directory is in an agent's attempts.
     func killJobs() -> Int {
         var n = 0
+        let ours = Self.netns("self")
+        let attempts = names.map { "\(work)/\($0)/attempts/" }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(name), pid != getpid() else { continue }
+            guard let pid = Int32(name), pid != getpid(), Self.netns(name) == ours else { continue }
             let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? ""
-            if (cmdline.contains(work) && cmdline.contains("/attempts/")) || cwd.hasPrefix(work) && cwd.contains("/attempts/") {
-                if kill(pid, SIGKILL) == 0 { n += 1 }
-            }
+            let cwd = ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? "") + "/"
+            if attempts.contains(where: { cmdline.contains($0) || cwd.hasPrefix($0) }), kill(pid, SIGKILL) == 0 { n += 1 }
         }
         return n
     }
+
+    /// The network namespace of a process (`self` or a pid), as the kernel names it.
+    static func netns(_ pid: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net") }
 
     /// Stops everything it started: agents by pid, then supervisors and jobs.
     func stopAll() {

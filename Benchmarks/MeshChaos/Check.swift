@@ -26,6 +26,7 @@ struct Report: Codable {
     var faultSeconds: Double
     var leaseSeconds: Double
     var leaseGraceSeconds: Double
+    var killGraceSeconds: Double
     var unfenced: Bool
     var attempted = 0
     var acknowledged = 0
@@ -44,6 +45,8 @@ struct Report: Codable {
     var maxSimultaneousRuns = 0
     /// Jobs whose state differs between nodes once the mesh is quiet.
     var disagreements = 0
+    /// Nodes that did not give their jobs at the end.
+    var unanswered = 0
     var drainSeconds = 0.0
     var faults: [String: Int] = [:]
     var failover: [String: Stats] = [:]
@@ -54,12 +57,13 @@ struct Report: Codable {
 
     var passed: Bool {
         lost == 0 && unexpected == 0 && concurrentDuplicates == 0 && staleAccepted == 0 && phantomSuccesses == 0 && disagreements == 0
+            && unanswered == 0
     }
 }
 
 enum Check {
     static func analyse(
-        into report: inout Report, submits: [Submit], final: [Job], perNode: [String: [Job]], witness: [String: [WitnessRun]],
+        into report: inout Report, submits: [Submit], final: [Job], perNode: [String: [Job]?], witness: [String: [WitnessRun]],
         faults: [Fault], nodeNames: [NodeID: String]
     ) {
         func problem(_ s: String) { if report.problems.count < 40 { report.problems.append(s) } }
@@ -118,10 +122,9 @@ enum Check {
                 problem("concurrent duplicate: \(key) had \(most) runs alive at once: \(runs.map { "attempt \($0.attempt) on \($0.node)" }.joined(separator: ", "))")
             }
             guard let job = jobsByName[key]?.first, job.state == .succeeded || job.state == .failed, let last = job.attempts.last else { continue }
-            let witnessed = runs.map(\.attempt).max() ?? 0
-            if last.outcome == nil || witnessed > last.number {
+            if let stale = Self.staleReport(job) {
                 report.staleAccepted += 1
-                problem("stale accepted: \(key) is \(job.state.rawValue) by attempt \(job.attempts.last { $0.outcome != nil }?.number ?? 0) while attempt \(max(witnessed, last.number)) \(last.outcome == nil ? "had not ended" : "ran after it")")
+                problem("stale accepted: \(key) (job \(job.id)): \(stale)")
             } else if job.state == .succeeded {
                 let name = nodeNames[last.node] ?? "\(last.node)"
                 if !runs.contains(where: { $0.attempt == last.number && $0.node == name && $0.end != nil }) {
@@ -135,13 +138,20 @@ enum Check {
             problem("phantom success: job \(j.id) (\(j.spec.name)) succeeded but never ran")
         }
 
-        // Every node, once quiet, has the same jobs in the same states as the coordinator.
+        // Every node, once quiet, has the same jobs in the same states as the coordinator (both ways).
         let reference = Dictionary(final.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a })
         var differing: Set<JobID> = []
-        for (node, jobs) in perNode {
+        for (node, jobs) in perNode.sorted(by: { $0.key < $1.key }) {
+            guard let jobs else {
+                report.unanswered += 1
+                problem("no answer: \(node) did not give its jobs at the end")
+                continue
+            }
             let mine = Dictionary(jobs.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a })
-            for (id, state) in reference where mine[id] != state {
-                if differing.insert(id).inserted { problem("disagreement: \(node) has job \(id) \(mine[id]?.rawValue ?? "missing"), the coordinator \(state.rawValue)") }
+            for id in Set(reference.keys).union(mine.keys) where mine[id] != reference[id] {
+                if differing.insert(id).inserted {
+                    problem("disagreement: \(node) has job \(id) \(mine[id]?.rawValue ?? "missing"), the coordinator \(reference[id]?.rawValue ?? "missing")")
+                }
             }
         }
         report.disagreements = differing.count
@@ -178,13 +188,30 @@ enum Check {
         report.failover = samples.compactMapValues { Report.Stats($0) }
     }
 
+    /// Each attempt ends once: a job whose history shows an attempt ending twice (declared lost,
+    /// then its late report taken), or that ended while its last attempt never did, took a stale
+    /// report. Nil if neither.
+    static func staleReport(_ job: Job) -> String? {
+        var endings: [Int: Int] = [:]
+        for e in job.history where e.reason.hasPrefix("attempt ") {
+            let rest = e.reason.dropFirst("attempt ".count)
+            guard let n = Int(rest.prefix { $0.isNumber }) else { continue }
+            let what = rest.drop { $0.isNumber }
+            if what.hasPrefix(" started on") || what.hasPrefix(" assigned to") { continue }
+            endings[n, default: 0] += 1
+        }
+        if let (n, count) = endings.first(where: { $0.value > 1 }) { return "attempt \(n) ended \(count) times" }
+        if let last = job.attempts.last, last.outcome == nil { return "\(job.state.rawValue) while attempt \(last.number) had not ended" }
+        return nil
+    }
+
     /// A reason with its numbers taken out, so that alike reasons group.
     static func general(_ s: String) -> String {
         String(s.map { $0.isNumber ? "N" : $0 }).replacingOccurrences(of: "NN", with: "N").replacingOccurrences(of: "NN", with: "N")
     }
 
     static func table(_ r: Report) -> String {
-        var out = "\nmesh-chaos: profile \(r.profile), seed \(r.seed), \(Int(r.faultSeconds)) s of faults, lease \(r.leaseSeconds) s + grace \(r.leaseGraceSeconds) s\(r.unfenced ? ", FENCING OFF (debug)" : "")\n\n"
+        var out = "\nmesh-chaos: profile \(r.profile), seed \(r.seed), \(Int(r.faultSeconds)) s of faults, lease \(r.leaseSeconds) s + grace \(r.leaseGraceSeconds) s, kill grace \(r.killGraceSeconds) s\(r.unfenced ? ", FENCING OFF (debug)" : "")\n\n"
         let rows: [(String, Int, Bool)] = [
             ("attempted", r.attempted, false), ("acknowledged", r.acknowledged, false), ("submit refused", r.submitFailed, false),
             ("unknown (timeout, unreachable)", r.unknown, false), ("completed", r.completed, false), ("job failed", r.jobFailed, false),
@@ -192,6 +219,7 @@ enum Check {
             ("unexpected (ran, never submitted)", r.unexpected, true), ("re-executed", r.reExecuted, false),
             ("concurrent duplicates", r.concurrentDuplicates, true), ("stale reports accepted", r.staleAccepted, true),
             ("phantom successes", r.phantomSuccesses, true), ("nodes disagreeing (jobs)", r.disagreements, true),
+            ("nodes not answering at the end", r.unanswered, true),
             ("max simultaneous runs of one job", r.maxSimultaneousRuns, false),
         ]
         for (name, v, bad) in rows {

@@ -42,6 +42,7 @@ final class Nemesis: @unchecked Sendable {
     let log: Log
     let faults = Locked<[Fault]>([])
     private var rng: SeededRandom
+    private var probes = 0
     var witness: String { workload.witness }
 
     init(mesh: ChaosMesh, profile: Profile, workload: Workload, seed: UInt64, log: Log) {
@@ -121,7 +122,8 @@ final class Nemesis: @unchecked Sendable {
         case .killLeader, .killWorker, .killRandom:
             for v in f.victims { mesh.kill9(v) }
             if let l = f.leader, f.victims.contains(l) {
-                probe(faults.get.count, survivors: names.filter { !f.victims.contains($0) }, result: probed, group: probing)
+                probes += 1
+                probe(probes, survivors: names.filter { !f.victims.contains($0) }, result: probed, group: probing)
             }
         case .pauseLeader, .pauseWorker:
             for v in f.victims { mesh.pause(v) }

@@ -18,6 +18,11 @@ struct Profile: Sendable {
     var drainSeconds: Double
     var leaseSeconds: Double
     var leaseGraceSeconds: Double
+    /// SIGTERM → SIGKILL (`kill_grace_seconds`): longer than the lease grace, so that jobs that
+    /// ignore SIGTERM test that the coordinator waits for their SIGKILL.
+    var killGraceSeconds: Double
+    /// The share of jobs that ignore SIGTERM.
+    var hardShare: Double
     var slots: Int
 
     static let all: [String: Profile] = [
@@ -25,17 +30,17 @@ struct Profile: Sendable {
         "short": Profile(
             name: "short", faultSeconds: 150, kinds: Fault.Kind.allCases, gap: 1...3, hold: 3...7,
             jobSeconds: 0.2...3, clients: 3, pause: 0.2...0.8, drainSeconds: 240, leaseSeconds: 2, leaseGraceSeconds: 1,
-            slots: 2),
+            killGraceSeconds: 2, hardShare: 0.2, slots: 2),
         // On demand: an hour of everything mixed.
         "long": Profile(
             name: "long", faultSeconds: 3600, kinds: Fault.Kind.allCases, gap: 1...4, hold: 3...9,
             jobSeconds: 0.2...4, clients: 3, pause: 0.2...0.8, drainSeconds: 600, leaseSeconds: 2, leaseGraceSeconds: 1,
-            slots: 2),
+            killGraceSeconds: 2, hardShare: 0.2, slots: 2),
         // The zombie case only, with jobs that outlive a paused agent's lease: what fencing is for.
         "zombie": Profile(
             name: "zombie", faultSeconds: 45, kinds: [.pauseWorker], gap: 1...2, hold: 5...7,
             jobSeconds: 6...9, clients: 2, pause: 1.5...2.5, drainSeconds: 180, leaseSeconds: 1, leaseGraceSeconds: 1,
-            slots: 2),
+            killGraceSeconds: 0.5, hardShare: 0.5, slots: 2),
     ]
 }
 

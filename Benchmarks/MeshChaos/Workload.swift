@@ -45,8 +45,11 @@ final class Workload: @unchecked Sendable {
     /// run slots it holds: slot k free means fewer than k runs of this job are alive), runs for
     /// its duration, and records its end. A run killed midway leaves a start without an end; the
     /// slot lock goes with the process, so the slot count is exact however runs end.
+    /// With a third argument `hard`, the job ignores SIGTERM (and so does its `sleep`): only the
+    /// supervisor's SIGKILL, `kill_grace_seconds` later, ends it.
     static func script(witness: String) -> String {
         """
+        [ "$3" = hard ] && trap '' TERM
         f="\(witness)/$1"; exec 8>>"$f.lock"; slot=0
         for i in 1 2 3 4 5 6 7 8; do exec 9>>"$f.slot$i"; if \(Tools.flock) -n 9; then slot=$i; break; fi; exec 9>&-; done
         \(Tools.flock) 8; echo "start $MESH_JOB_ID $MESH_ATTEMPT $MESH_NODE $(date +%s%N) $slot" >>"$f"; \(Tools.flock) -u 8
@@ -79,15 +82,18 @@ final class Workload: @unchecked Sendable {
         var n = 0
         while !stop.get {
             n += 1
-            submit(key: "c\(c)-\(n)", node: rng.pick(mesh.names), seconds: rng.uniform(profile.jobSeconds))
+            // Some jobs ignore SIGTERM: fencing must wait for their SIGKILL too.
+            submit(key: "c\(c)-\(n)", node: rng.pick(mesh.names), seconds: rng.uniform(profile.jobSeconds),
+                   hard: rng.uniform(0...1) < profile.hardShare)
             sleep(seconds: rng.uniform(profile.pause))
         }
     }
 
     /// A job of `seconds` through `node`, recorded like every other submit.
     @discardableResult
-    func submit(key: String, node: String, seconds: Double, timeout: Duration = .seconds(20)) -> Submit {
-        submit(key: key, node: node, command: ["sh", "-c", Self.script(witness: witness), "chaos", key, String(format: "%.2f", seconds)],
+    func submit(key: String, node: String, seconds: Double, hard: Bool = false, timeout: Duration = .seconds(20)) -> Submit {
+        submit(key: key, node: node,
+               command: ["sh", "-c", Self.script(witness: witness), "chaos", key, String(format: "%.2f", seconds), hard ? "hard" : "soft"],
                timeout: timeout)
     }
 
@@ -97,7 +103,10 @@ final class Workload: @unchecked Sendable {
         let out = "\(mesh.work)/submits/\(key).out"
         let args = ["submit", "--to", mesh.address(node), "--key", mesh.keyFile, "--no-code", "--name", key, "--"] + command
         do {
-            let p = try ChildProcess.spawn(mesh.meshBinary, args, stdout: out, stderr: out)
+            // The client's own files (`last`) go to the work directory, not the host's ~/.mesh.
+            var env = ProcessInfo.processInfo.environment
+            env["MESH_HOME"] = mesh.work + "/client"
+            let p = try ChildProcess.spawn(mesh.meshBinary, args, environment: env, stdout: out, stderr: out)
             let status = p.wait(timeout: timeout) ?? p.terminate(grace: .seconds(1))
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             s.detail = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -145,7 +154,7 @@ enum Witness {
                 let t = ns / 1_000_000
                 if f[0] == "start" {
                     runs.append(WitnessRun(key: key, job: job, attempt: attempt, node: f[3], start: t, slot: slot == 0 ? 9 : slot))
-                } else if f[0] == "end", let i = runs.lastIndex(where: { $0.attempt == attempt && $0.node == f[3] && $0.end == nil }) {
+                } else if f[0] == "end", let i = runs.lastIndex(where: { $0.job == job && $0.attempt == attempt && $0.node == f[3] && $0.end == nil }) {
                     runs[i].end = t
                 }
             }

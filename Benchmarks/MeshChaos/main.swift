@@ -25,6 +25,9 @@ struct MeshChaos: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds of faults (default: the profile's).", valueName: "SECONDS"))
     var duration: Double?
 
+    @Option(name: .customLong("kill-grace"), help: ArgumentHelp("The mesh's kill_grace_seconds (default: the profile's).", valueName: "SECONDS"))
+    var killGrace: Double?
+
     @Option(name: .customLong("fault"), help: ArgumentHelp("Only this kind of fault (repeatable): \(Fault.Kind.allCases.map { "\($0)" }.joined(separator: ", ")).", valueName: "KIND"))
     var faults: [String] = []
 
@@ -63,7 +66,19 @@ struct MeshChaos: ParsableCommand {
             throw fail("\(tool) not found (apt-get install \(package))")
         }
         if let ns = ProcessInfo.processInfo.environment[Self.namespaceVariable], !ns.isEmpty {
-            throw ExitCode(try inside(namespace: ns))
+            // Firewall rules are flushed freely in there: make sure "there" is the namespace.
+            guard let mine = ChaosMesh.netns("self"),
+                  let inode = try? FileManager.default.attributesOfItem(atPath: "/run/netns/\(ns)")[.systemFileNumber] as? UInt64,
+                  mine.contains("[\(inode)]") else {
+                throw fail("\(Self.namespaceVariable)=\(ns), but this process is not in that network namespace")
+            }
+            do {
+                throw ExitCode(try inside(namespace: ns))
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                throw fail("\(error)")
+            }
         }
         throw ExitCode(try outside())
     }
@@ -118,6 +133,7 @@ struct MeshChaos: ParsableCommand {
         var profile = Profile.all[self.profile]!
         if let duration { profile.faultSeconds = duration }
         if !faults.isEmpty { profile.kinds = faults.compactMap(Fault.Kind.named) }
+        if let killGrace { profile.killGraceSeconds = killGrace }
         let log = Log()
         log.quiet = quiet
         let binary = mesh ?? Self.beside("mesh")
@@ -144,12 +160,12 @@ struct MeshChaos: ParsableCommand {
         let chaos = ChaosMesh(count: 5, work: workDir, meshBinary: binary, slots: profile.slots, log: log)
         defer { chaos.stopAll() }
         var report = Report(seed: seed, profile: profile.name, faultSeconds: profile.faultSeconds, leaseSeconds: profile.leaseSeconds,
-                            leaseGraceSeconds: profile.leaseGraceSeconds, unfenced: unfenced)
+                            leaseGraceSeconds: profile.leaseGraceSeconds, killGraceSeconds: profile.killGraceSeconds, unfenced: unfenced)
         let nodeNames: [NodeID: String]
         do {
             nodeNames = try startMesh(chaos, profile: profile, log: log)
         } catch {
-            throw fail("\(error) (work directory kept: \(workDir))")
+            throw HarnessError("\(error) (work directory kept: \(workDir))")
         }
 
         // Faults while clients submit.
@@ -182,14 +198,14 @@ struct MeshChaos: ParsableCommand {
         log.say(drained ? "drained in \(String(format: "%.1f", report.drainSeconds)) s" : "not drained within \(Int(profile.drainSeconds)) s")
 
         // The final state from every node, once they agree (or after 30 s).
-        var perNode: [String: [Job]] = [:]
+        var perNode: [String: [Job]?] = [:]
         _ = waitUntil(seconds: 30) {
             guard let l = chaos.leader(), let jobs = chaos.jobs(l.name, local: true) else { return false }
             final = jobs
             perNode = [:]
-            for n in chaos.names { perNode[n] = chaos.jobs(n, local: true) ?? [] }
+            for n in chaos.names { perNode[n] = chaos.jobs(n, local: true) }
             let reference = Dictionary(final.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a })
-            return perNode.values.allSatisfy { Dictionary($0.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a }) == reference }
+            return perNode.values.allSatisfy { $0.map { Dictionary($0.map { ($0.id, $0.state) }, uniquingKeysWith: { a, _ in a }) } == reference }
         }
         // Runs still alive (a zombie with fencing off) write their end before the witness is read.
         sleep(seconds: 1)
@@ -221,6 +237,7 @@ struct MeshChaos: ParsableCommand {
         }) else { throw HarnessError("the 5 agents did not all see each other alive within 60 s") }
         try chaos.set("lease_seconds", String(profile.leaseSeconds))
         try chaos.set("lease_grace_seconds", String(profile.leaseGraceSeconds))
+        try chaos.set("kill_grace_seconds", String(profile.killGraceSeconds))
         if unfenced {
             do {
                 try chaos.set(ClusterState.unfencedSetting, "1")

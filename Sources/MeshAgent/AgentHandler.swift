@@ -80,6 +80,10 @@ final class AgentHandler: TransportHandler {
                 if case .submit(let spec, let provenance, let at, let via) = request.command, via.rawValue == 0 {
                     request.command = .submit(spec, provenance, at: at == 0 ? unixMillis() : at, via: consensus.instance.id)
                 }
+                if case .setSetting(let key, _) = request.command, key == ClusterState.unfencedSetting, !ClusterState.debugBuild {
+                    send(Wire.error(.badRequest, "\(key) exists only in debug builds of mesh", requestID: envelope.requestID), to: route, loop: loop)
+                    return
+                }
                 if case .plan(var chunk) = request.command, chunk.via.rawValue == 0 {
                     chunk.via = consensus.instance.id
                     if chunk.at == 0 { chunk.at = unixMillis() }

@@ -168,6 +168,7 @@ final class JobsShell {
         let st = consensus.state.settings
         if let v = st["lease_seconds"].flatMap(Double.init), v > 0 { s.defaultLease = .seconds(double: v) }
         if let v = st["lease_grace_seconds"].flatMap(Double.init), v >= 0 { s.grace = .seconds(double: v) }
+        s.killGrace = .seconds(double: st["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace)
         return s
     }
 

@@ -78,20 +78,12 @@ struct SetCommand: ParsableCommand {
             guard let n = Double(value), n >= 0 else { throw ValidationError("lease_grace_seconds is a number of seconds") }
         case "max_plan_jobs":
             guard let n = Int(value), n >= 1 else { throw ValidationError("max_plan_jobs is a whole number of jobs, at least 1") }
-        case ClusterState.unfencedSetting where Self.debugBuild:
+        case ClusterState.unfencedSetting where ClusterState.debugBuild:
             // Debug builds only: the chaos harness's proof that it sees duplicates (DESIGN.md §5).
             guard value == "0" || value == "1" else { throw ValidationError("\(key) is 0 or 1") }
         default:
             throw ValidationError("unknown setting '\(key)'; known: max_voters, voter_grace_seconds, lease_seconds, lease_grace_seconds, kill_grace_seconds, max_plan_jobs")
         }
-    }
-
-    static var debugBuild: Bool {
-        #if DEBUG
-        true
-        #else
-        false
-        #endif
     }
 
     func run() throws {

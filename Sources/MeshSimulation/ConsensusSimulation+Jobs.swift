@@ -29,6 +29,7 @@ extension ConsensusSimulation {
             var s = JobControl.Settings()
             s.defaultLease = lease
             s.grace = grace
+            s.killGrace = .zero  // the simulated supervisor kills at once
             return s
         }
     }
@@ -54,12 +55,12 @@ extension ConsensusSimulation {
     func crashAtFaultPoint(_ i: Int, _ point: FaultPoint) -> Bool {
         // Losses are rare (a node out of touch for a whole lease): that point fires more often.
         let rate = (jobOptions?.faultPointRate ?? 0) * (point == .leaderAfterCommittingLoss ? 10 : 1)
-        guard faultsOn, !booting, jobOptions != nil, nodes[i].instance != nil, rng.chance(rate) else { return false }
+        guard faultsOn, !booting, jobOptions != nil, nodes[i].instance != nil, rate > 0, faultPointRng.chance(rate) else { return false }
         faultPointsHit[point, default: 0] += 1
         trace?("\(now) fault point n\(i): \(point.rawValue)")
         crash(i)
         // A worker may stay down longer than lease + grace, so that its attempts are declared lost.
-        let down = point == .workerAfterStart || point == .workerAfterExit ? 200 + rng.next() % 2800 : 200 + rng.next() % 1300
+        let down = point == .workerAfterStart || point == .workerAfterExit ? 200 + faultPointRng.next() % 2800 : 200 + faultPointRng.next() % 1300
         queue.push(now + .milliseconds(Int64(down)), .reboot(node: i))
         return true
     }

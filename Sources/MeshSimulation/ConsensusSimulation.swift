@@ -116,6 +116,9 @@ public final class ConsensusSimulation {
     /// How long after the faults stopped everything had settled (nil: not within the bound).
     public private(set) var settledAfter: Duration?
     var booting = false
+    /// Fault points draw from their own generator, so that turning them off (or changing their
+    /// rate) leaves the rest of a seed's schedule as it was until the first one fires.
+    var faultPointRng: SeededRandom
     /// Writes of each client by sequence (to learn the job id a submit created).
     var clientCommands: [String: ClusterState.Command] = [:]
     /// The job each submit created, by "client/sequence".
@@ -142,6 +145,7 @@ public final class ConsensusSimulation {
         self.settings = settings
         jobOptions = jobs
         rng = SeededRandom(seed: seed)
+        faultPointRng = SeededRandom(seed: seed ^ 0xFA17_9017)
         var ids: [NodeID] = []
         for _ in 0..<self.scenario.nodes {
             var id = NodeID(rng.next())
@@ -318,7 +322,11 @@ public final class ConsensusSimulation {
                 // anyone (the rest of this batch, its sends included, dies with it).
                 if jobOptions != nil, nodes[i].instance?.role == .leader, let point = Self.coordinatorFaultPoint(entries),
                    crashAtFaultPoint(i, point) { return }
-                if jobOptions != nil { syncWorker(i) }
+                if jobOptions != nil {
+                    syncWorker(i)
+                    // A worker fault point may have killed it: the rest of the batch dies with it.
+                    if nodes[i].instance == nil { return }
+                }
             case .restore(let s):
                 guard let st = snapshots[s.index] else {
                     violations.append("\(id) got a snapshot at \(s.index) that no node took")

@@ -271,10 +271,17 @@ struct JobControlTests {
         let node = s.job(id).current!.node
         var settings = JobControl.Settings()
         settings.grace = .seconds(5)
+        settings.killGrace = .seconds(2)
         let t0 = Instant.zero
         let me = NodeID(999)
         #expect(JobControl.lost(s.state, lastContact: [node: t0], leaderSince: t0, self: me, now: t0 + .seconds(14), settings: settings, at: 0).isEmpty)
         #expect(JobControl.lost(s.state, lastContact: [node: t0], leaderSince: t0, self: me, now: t0 + .seconds(16), settings: settings, at: 0).count == 1)
+        // A job that ignores SIGTERM lives until lease + kill grace: a shorter lease grace does not
+        // make the coordinator run it elsewhere before then.
+        settings.grace = .seconds(1)
+        settings.killGrace = .seconds(8)
+        #expect(JobControl.lost(s.state, lastContact: [node: t0], leaderSince: t0, self: me, now: t0 + .seconds(18.5), settings: settings, at: 0).isEmpty)
+        #expect(JobControl.lost(s.state, lastContact: [node: t0], leaderSince: t0, self: me, now: t0 + .seconds(19.5), settings: settings, at: 0).count == 1)
         // A new coordinator gives everyone a fresh lease + grace.
         #expect(JobControl.lost(s.state, lastContact: [:], leaderSince: t0 + .seconds(10), self: me, now: t0 + .seconds(20), settings: settings, at: 0).isEmpty)
     }

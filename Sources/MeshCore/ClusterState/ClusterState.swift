@@ -183,9 +183,11 @@ public struct ClusterState: Sendable, Equatable {
     /// Debug builds only, with `mesh set debug_unfenced 1`: stale reports are accepted, workers keep
     /// superseded attempts running and supervisors ignore the lease, so the same job can run twice
     /// at once. It exists so the chaos harness can prove it notices; a release build never turns it on.
-    public var fencingDisabled: Bool {
+    public var fencingDisabled: Bool { Self.debugBuild && settings[Self.unfencedSetting] == "1" }
+
+    public static var debugBuild: Bool {
         #if DEBUG
-        settings[Self.unfencedSetting] == "1"
+        true
         #else
         false
         #endif

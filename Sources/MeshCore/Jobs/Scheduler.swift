@@ -77,6 +77,13 @@ public enum JobControl {
         /// Added to the lease before an attempt is declared lost: covers the time a cut-off worker
         /// takes to notice (it kills when its lease runs out), clock rates and delays.
         public var grace: Duration = .seconds(15)
+        /// SIGTERM → SIGKILL delay of the supervisors (mesh setting `kill_grace_seconds`). A job that
+        /// ignores SIGTERM lives until lease + killGrace, so nothing is declared lost before
+        /// lease + killGrace + 1 s, whatever `grace` says (found by the chaos harness's review).
+        public var killGrace: Duration = .seconds(10)
+
+        /// What is added to the lease before an attempt is declared lost.
+        public var effectiveGrace: Duration { killGrace > .zero ? Swift.max(grace, killGrace + .seconds(1)) : grace }
 
         public init() {}
     }
@@ -94,7 +101,7 @@ public enum JobControl {
             let heard = Swift.max(lastContact[a.node] ?? leaderSince, leaderSince)
             let lease = job.spec.leaseSeconds > 0 ? Duration.seconds(Int64(job.spec.leaseSeconds)) : settings.defaultLease
             let silent = now - heard
-            if silent > lease + settings.grace {
+            if silent > lease + settings.effectiveGrace {
                 let name = state.nodes[a.node]?.name ?? "\(a.node)"
                 out.append(.lost(job: job.id, attempt: a.number, reason: "\(name) out of touch for \(Int(silent.seconds)) s (lease \(Int(lease.seconds)) s)", at: at))
             }
