@@ -94,7 +94,8 @@ struct JobProcessTests {
         defer { s.cleanUp() }
         try await onThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3)
-            for (k, v) in [("lease_seconds", "2"), ("lease_grace_seconds", "1")] {
+            // The coordinator also waits for kill_grace + 1 s (a job may ignore SIGTERM that long).
+            for (k, v) in [("lease_seconds", "2"), ("lease_grace_seconds", "1"), ("kill_grace_seconds", "1")] {
                 let set = try s.mesh(["set", k, v, "--data-dir", agents[0].dataDir])
                 #expect(set.exitCode == 0, "\(set)")
             }
@@ -115,7 +116,7 @@ struct JobProcessTests {
             _ = agents[w].process.wait(timeout: .seconds(5))
             let rerun = s.waitFor(.seconds(60)) { jobs(s, observer.dataDir).first?.state == .succeeded }
             #expect(rerun != nil, "job: \(String(describing: jobs(s, observer.dataDir).first))")
-            print("jobs, real agents: kill -9 of the worker → attempt 2 succeeded elsewhere in \(ContinuousClock.now - killed) (lease 2 s + grace 1 s)")
+            print("jobs, real agents: kill -9 of the worker → attempt 2 succeeded elsewhere in \(ContinuousClock.now - killed) (lease 2 s + max(grace 1 s, kill grace 1 s + 1 s))")
             let job = try #require(jobs(s, observer.dataDir).first)
             #expect(job.attempts.count == 2)
             if case .lost? = job.attempts.first?.outcome {} else { Issue.record("attempt 1: \(String(describing: job.attempts.first?.outcome))") }
