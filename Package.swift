@@ -92,6 +92,7 @@ let package = Package(
         .testTarget(name: "MeshPlanTests", dependencies: ["MeshPlan", "MeshCore"]),
         .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),
+        .testTarget(name: "MeshChaosTests", dependencies: ["mesh-chaos", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]),
         .testTarget(
             name: "MeshIntegrationTests",

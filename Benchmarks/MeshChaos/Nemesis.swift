@@ -1,4 +1,5 @@
 import Foundation
+import MeshCore
 
 /// One fault the nemesis injected, and what it measured live.
 struct Fault: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import MeshCore
 
 /// What a run does: how long the faults last, which faults, how long jobs run, and the mesh's
 /// lease timings (short, so that a lost worker's jobs move within seconds).
@@ -44,17 +45,8 @@ struct Profile: Sendable {
     ]
 }
 
-/// A seeded generator (SplitMix64): the same seed gives the same fault schedule and choices.
-struct SeededRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// MeshCore's seeded generator: the same seed gives the same fault schedule and choices.
+extension SeededRandom {
     mutating func uniform(_ r: ClosedRange<Double>) -> Double { Double.random(in: r, using: &self) }
     mutating func pick<T>(_ a: [T]) -> T { a[Int(next() % UInt64(a.count))] }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeshCore
 import MeshAgent
 
 /// One `mesh submit`, as its client saw it.
