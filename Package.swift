@@ -6,6 +6,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mesh", targets: ["mesh"]),
+        // For the microbenchmarks (Benchmarks/Micro, a package of its own so that ordo-one/benchmark
+        // and its dependencies are built only when they run).
+        .library(name: "MeshCore", targets: ["MeshCore"]),
+        .library(name: "MeshSimulation", targets: ["MeshSimulation"]),
+        .library(name: "MeshWire", targets: ["MeshWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -70,10 +75,20 @@ let package = Package(
         ),
         .target(name: "MeshTestSupport", path: "Tests/MeshTestSupport"),
         .testTarget(name: "MeshTransportTests", dependencies: ["MeshTransport", "CZeroMQ", "MeshTestSupport"]),
+        .target(name: "BenchSupport", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire"], path: "Benchmarks/BenchSupport"),
         .executableTarget(
             name: "ClusterBenchmark",
-            dependencies: ["MeshCore", "MeshSimulation", "MeshAgent", "MeshTransport", "MeshWire"],
+            dependencies: ["BenchSupport", "MeshCore", "MeshSimulation", "MeshAgent", "MeshTransport", "MeshWire"],
             path: "Benchmarks/ClusterBenchmark"
+        ),
+        // mesh next to Slurm, etcd and GNU parallel (Benchmarks/run starts it in a namespace).
+        .executableTarget(
+            name: "PeerBenchmark",
+            dependencies: [
+                "BenchSupport", "MeshAgent", "MeshCore", "MeshWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/PeerBenchmark"
         ),
         .executableTarget(
             name: "mesh-chaos",
