@@ -36,6 +36,7 @@ struct PeerBenchmark: ParsableCommand {
     @Option(help: "Where the peers keep their files (default: a new folder under /tmp).") var work: String?
     @Option(help: "Also write the results as JSON to this file.") var json: String?
     @Flag(help: "Keep the work folder.") var keep = false
+    @Flag(help: "Profile mesh's first no-op throughput run with `perf record -a` and print where the CPU went.") var perf = false
 
     func run() throws {
         // /proc/self/net/dev lists this network namespace's interfaces (/sys/class/net would show
@@ -45,7 +46,7 @@ struct PeerBenchmark: ParsableCommand {
         guard net == ["lo"] else {
             throw ValidationError("network interfaces \(net.sorted()): run this inside a namespace with only loopback (Benchmarks/run does)")
         }
-        let sections = only.isEmpty ? Section.allCases : only
+        let sections = Section.allCases.filter { only.isEmpty || only.contains($0) }
         let root = work ?? {
             var t = Array("/tmp/mesh-peers-XXXXXX".utf8CString)
             _ = mkdtemp(&t)
@@ -187,10 +188,15 @@ final class Bench {
         var running: [String: [Double]] = [:], acked: [String: [Double]] = [:]
         var n = 0
         func job(_ mark: String) -> String { "date +%s%N > \(mark)" }
+        var meshJobs: [(id: JobID, t0: Int64, mark: String)] = []
         let systems: [(String, (String) throws -> Double?)] = [
             ("mesh submit", { m in
+                let t0 = wallNanos()
                 let r = try run(self.meshBinary, ["submit", "--data-dir", dir, "--no-code", "--", "sh", "-c", job(m)])
-                guard r.status == 0 else { throw BenchError("mesh submit: \(r.output)") }
+                guard r.status == 0, let id = r.output.split(separator: " ").dropFirst(2).first.flatMap({ JobID($0) }) else {
+                    throw BenchError("mesh submit: \(r.output)")
+                }
+                meshJobs.append((id, t0, m))
                 return nil
             }),
             ("Slurm sbatch", { m in _ = try self.slurm!.sbatch(["--wrap", job(m)]); return nil }),
@@ -228,9 +234,39 @@ final class Bench {
                          (quantile(xs, 0.9) ?? .nan) * 1000, xs.count,
                          acked[s].map { String(format: "; command returned p50 %.1f ms", (median($0) ?? .nan) * 1000) as NSString } ?? ""))
         }
+        try meshBreakdown(meshJobs, dir: dir)
         rows.append(Row(what: "submit → job running, p50", unit: "ms", values: running.mapValues { (median($0) ?? .nan) * 1000 }, baseline: "Slurm sbatch",
                         detail: "\(o.samples * o.rounds) each"))
         rows.append(Row(what: "submit → acknowledged (command returns), p50", unit: "ms", values: acked.mapValues { (median($0) ?? .nan) * 1000 }, baseline: "Slurm sbatch"))
+    }
+
+    /// Where mesh's submit → running goes: the stages its own records time (milliseconds, wall
+    /// clock, all on this machine), and the start-up of the binary alone.
+    func meshBreakdown(_ samples: [(id: JobID, t0: Int64, mark: String)], dir: String) throws {
+        let client = try mesh!.client(follower)
+        defer { client.close() }
+        let jobs = Dictionary(uniqueKeysWithValues: try client.jobs(samples.map(\.id)).map { ($0.id, $0) })
+        var stages: [(String, [Double])] = [
+            ("`mesh submit` starts → the coordinator stamps the job", []),
+            ("→ assigned (submit committed, scheduled, assignment committed)", []),
+            ("→ the worker's supervisor started the command", []),
+            ("→ the job's first command ran", []),
+        ]
+        for s in samples {
+            guard let j = jobs[s.id], let a = j.attempts.first, let started = a.startedAt, let mark = readMark(s.mark, timeout: .zero) else { continue }
+            let t0 = Double(s.t0) / 1e6, m = Double(mark) / 1e6
+            let points = [t0, Double(j.submittedAt), Double(a.assignedAt), Double(started), m]
+            for k in 0..<4 { stages[k].1.append(points[k + 1] - points[k]) }
+        }
+        var startup: [Double] = []
+        for _ in 0..<10 {
+            let t0 = wallNanos()
+            _ = try run(meshBinary, ["--version"])
+            startup.append(seconds(since: t0) * 1000)
+        }
+        print("  where mesh's time goes (medians, ms; its records are in whole milliseconds):")
+        for (label, xs) in stages { print(String(format: "    %6.1f  %@", median(xs) ?? .nan, label as NSString)) }
+        print(String(format: "    (the mesh binary's start-up alone, `mesh --version`: %.1f ms)", median(startup) ?? .nan))
     }
 
     // MARK: Throughput
@@ -241,10 +277,13 @@ final class Bench {
         defer { client.close() }
         let dir = mesh!.dirs[follower]
         print("\n== throughput: \(o.jobs) no-op jobs and \(o.sleepJobs) `sleep 0.1` jobs, \(slotsTotal) slots, \(o.rounds) rounds; from the submit command's start until every job has ended (polled every 50 ms)")
+        var profiled = false
         for (label, count, command) in [("no-op", o.jobs, ["true"]), ("sleep 0.1", o.sleepJobs, ["sleep", "0.1"])] {
             var times: [String: [Double]] = [:]
             let runs: [(String, () throws -> Double)] = [
                 ("mesh", {
+                    let profiler = try self.o.perf && label == "no-op" && !profiled ? self.startPerf() : nil
+                    defer { if let profiler { profiled = true; self.reportPerf(profiler) } }
                     let before = try client.sweeps().map(\.sweep.id).max()
                     let t0 = wallNanos()
                     let r = try run(self.meshBinary, ["submit", "--data-dir", dir, "--no-code", "-x", "\(count)", "--"] + command)
@@ -298,6 +337,26 @@ final class Bench {
                             higherIsBetter: true, detail: "\(o.rounds) rounds" + ideal))
             rows.append(Row(what: "\(count) \(label) jobs end to end, vs Slurm", unit: "jobs/s", values: rates.mapValues { median($0)! }.filter { $0.key != "GNU parallel" },
                             baseline: "Slurm", higherIsBetter: true))
+        }
+    }
+
+    /// `perf record` of the whole machine (every process: agents, supervisors, jobs).
+    func startPerf() throws -> ChildProcess {
+        let p = try ChildProcess.spawn("/usr/bin/perf", ["record", "-a", "-g", "-F", "499", "-o", root + "/perf.data"],
+                                       stdout: root + "/perf.out", stderr: root + "/perf.out")
+        usleep(500_000)
+        return p
+    }
+
+    func reportPerf(_ p: ChildProcess) {
+        p.signal(SIGINT)
+        _ = p.wait(timeout: .seconds(60))
+        print("  perf, the whole machine during mesh's first no-op run (share of samples):")
+        for sort in ["comm", "comm,dso"] {
+            let r = try? run("/usr/bin/perf", ["report", "-i", root + "/perf.data", "--stdio", "--no-children", "-g", "none", "--sort", sort, "--percent-limit", "2"])
+            let lines = (r?.output ?? "").split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            print("    by \(sort):")
+            for l in lines.prefix(14) { print("      " + l.trimmingCharacters(in: .whitespaces)) }
         }
     }
 

@@ -50,12 +50,12 @@ func run(_ path: String, _ args: [String], environment: [String: String]? = nil,
 /// Waits for a file holding a `date +%s%N` reading; nil after `timeout`.
 func readMark(_ path: String, timeout: Duration = .seconds(60)) -> Int64? {
     let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
+    while true {
         if let s = try? String(contentsOfFile: path, encoding: .utf8), s.hasSuffix("\n"),
            let v = Int64(s.trimmingCharacters(in: .whitespacesAndNewlines)) { return v }
+        if ContinuousClock.now >= deadline { return nil }
         usleep(500)
     }
-    return nil
 }
 
 /// Polls `condition` every `interval` until it holds; false after `timeout`.
