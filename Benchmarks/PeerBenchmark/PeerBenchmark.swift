@@ -56,7 +56,7 @@ struct PeerBenchmark: ParsableCommand {
         let bench = try Bench(root: root, options: self)
         defer {
             bench.stop()
-            if !keep { try? FileManager.default.removeItem(atPath: root) } else { print("kept \(root)") }
+            if !keep { try? FileManager.default.removeItem(atPath: root) } else { say("kept \(root)") }
         }
         try bench.start(sections)
         bench.printSettings()
@@ -103,7 +103,7 @@ final class Bench {
     func start(_ sections: [Section]) throws {
         let needSlurm = sections.contains { $0 != .failover }
         let needEtcd = sections.contains(.failover) || sections.contains(.footprint)
-        print("starting: mesh (\(o.agents) agents)\(needSlurm ? ", Slurm" : "")\(needEtcd ? ", etcd (3 members)" : "") in \(root)")
+        say("starting: mesh (\(o.agents) agents)\(needSlurm ? ", Slurm" : "")\(needEtcd ? ", etcd (3 members)" : "") in \(root)")
         let a = try Agents(count: o.agents, extra: ["--slots", "\(o.slots)"])
         mesh = a
         guard let f = a.follower(of: o.agents) else { throw BenchError("mesh: no coordinator with \(o.agents) voters") }
@@ -128,14 +128,14 @@ final class Bench {
 
     func printSettings() {
         let slotsTotal = o.agents * o.slots
-        print("\n== settings")
-        print("mesh \(version(meshBinary, ["--version"])): \(o.agents) agents on 127.0.0.1, \(o.slots) slots each (\(slotsTotal) in all); heartbeat \(Int(raft.heartbeatInterval.seconds * 1000)) ms, election timeout \(Int(raft.electionTimeoutMin.seconds * 1000))–\(Int(raft.electionTimeoutMax.seconds * 1000)) ms, pre-vote; every log entry fsynced on a majority; jobs submitted with `mesh submit --no-code` through a follower's agent")
+        say("\n== settings")
+        say("mesh \(version(meshBinary, ["--version"])): \(o.agents) agents on 127.0.0.1, \(o.slots) slots each (\(slotsTotal) in all); heartbeat \(Int(raft.heartbeatInterval.seconds * 1000)) ms, election timeout \(Int(raft.electionTimeoutMin.seconds * 1000))–\(Int(raft.electionTimeoutMax.seconds * 1000)) ms, pre-vote; every log entry fsynced on a majority; jobs submitted with `mesh submit --no-code` through a follower's agent")
         if let slurm {
-            print("Slurm \(version("/usr/sbin/slurmctld", ["-V"])): slurmctld + slurmd + munged on 127.0.0.1, one node with CPUs=\(slurm.cpus); slurm.conf:")
-            print(slurm.configuration.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            say("Slurm \(version("/usr/sbin/slurmctld", ["-V"])): slurmctld + slurmd + munged on 127.0.0.1, one node with CPUs=\(slurm.cpus); slurm.conf:")
+            say(slurm.configuration.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
         }
-        if let etcd { print("etcd \(version("/usr/bin/etcd", ["--version"]).split(separator: "\n").first ?? ""): \(etcd.settings)") }
-        print("GNU parallel \(version("/usr/bin/parallel", ["--version"]).split(separator: "\n").first ?? ""): `seq N | parallel -N0 -j \(slotsTotal) CMD` (-N0: the input line is not appended to CMD)")
+        if let etcd { say("etcd \(version("/usr/bin/etcd", ["--version"]).split(separator: "\n").first ?? ""): \(etcd.settings)") }
+        say("GNU parallel \(version("/usr/bin/parallel", ["--version"]).split(separator: "\n").first ?? ""): `seq N | parallel -N0 -j \(slotsTotal) CMD` (-N0: the input line is not appended to CMD)")
     }
 
     func version(_ path: String, _ args: [String]) -> String {
@@ -145,7 +145,7 @@ final class Bench {
     // MARK: Footprint
 
     func footprint() {
-        print("\n== footprint: idle for \(o.idleSeconds) s, every system started and settled")
+        say("\n== footprint: idle for \(o.idleSeconds) s, every system started and settled")
         var procs: [(String, pid_t)] = (mesh?.processes ?? []).enumerated().compactMap { i, p in p.map { ("mesh agent n\(i)", $0.pid) } }
         for (name, p) in slurm?.processes ?? [] { if let p { procs.append((name, p.pid)) } }
         for (i, p) in (etcd?.members ?? []).enumerated() { if let p { procs.append(("etcd e\(i)", p.pid)) } }
@@ -160,7 +160,7 @@ final class Bench {
             guard let now = cpuTicksAndRSS(pid) else { continue }
             let pct = Double(now.ticks - before[k]) / hz / elapsed * 100
             let mib = Double(now.rssKB) / 1024
-            print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%5.2f %% of a core, %6.1f MiB RSS", pct, mib))
+            say("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%5.2f %% of a core, %6.1f MiB RSS", pct, mib))
             let kind = String(name.split(separator: " ").first!)
             cpu[kind, default: []].append(pct)
             rss[kind, default: []].append(mib)
@@ -208,7 +208,7 @@ final class Bench {
             }),
             ("sh -c (fork+exec)", { m in _ = try run("/bin/sh", ["-c", job(m)]); return nil }),
         ]
-        print("\n== submit → running: one job at a time on an idle system, \(o.samples) per system per round, \(o.rounds) rounds (the job's first command reads the clock)")
+        say("\n== submit → running: one job at a time on an idle system, \(o.samples) per system per round, \(o.rounds) rounds (the job's first command reads the clock)")
         for round in 0..<o.rounds {
             for i in 0..<o.samples {
                 // Rotate who goes first, so no system always follows the same one.
@@ -226,11 +226,11 @@ final class Bench {
                 }
             }
             let line = systems.map { s in String(format: "%@ %.1f ms", s.0 as NSString, (median(running[s.0] ?? []) ?? .nan) * 1000) }
-            print("  round \(round + 1): median " + line.joined(separator: ", "))
+            say("  round \(round + 1): median " + line.joined(separator: ", "))
         }
         for s in systems.map(\.0) {
             let xs = running[s] ?? []
-            print("  " + s.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " running p50 %7.1f ms  p90 %7.1f ms  (%d)%@", (median(xs) ?? .nan) * 1000,
+            say("  " + s.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " running p50 %7.1f ms  p90 %7.1f ms  (%d)%@", (median(xs) ?? .nan) * 1000,
                          (quantile(xs, 0.9) ?? .nan) * 1000, xs.count,
                          acked[s].map { String(format: "; command returned p50 %.1f ms", (median($0) ?? .nan) * 1000) as NSString } ?? ""))
         }
@@ -264,9 +264,9 @@ final class Bench {
             _ = try run(meshBinary, ["--version"])
             startup.append(seconds(since: t0) * 1000)
         }
-        print("  where mesh's time goes (medians, ms; its records are in whole milliseconds):")
-        for (label, xs) in stages { print(String(format: "    %6.1f  %@", median(xs) ?? .nan, label as NSString)) }
-        print(String(format: "    (the mesh binary's start-up alone, `mesh --version`: %.1f ms)", median(startup) ?? .nan))
+        say("  where mesh's time goes (medians, ms; its records are in whole milliseconds):")
+        for (label, xs) in stages { say(String(format: "    %6.1f  %@", median(xs) ?? .nan, label as NSString)) }
+        say(String(format: "    (the mesh binary's start-up alone, `mesh --version`: %.1f ms)", median(startup) ?? .nan))
     }
 
     // MARK: Throughput
@@ -276,7 +276,7 @@ final class Bench {
         let client = try mesh!.client(follower)
         defer { client.close() }
         let dir = mesh!.dirs[follower]
-        print("\n== throughput: \(o.jobs) no-op jobs and \(o.sleepJobs) `sleep 0.1` jobs, \(slotsTotal) slots, \(o.rounds) rounds; from the submit command's start until every job has ended (polled every 50 ms)")
+        say("\n== throughput: \(o.jobs) no-op jobs and \(o.sleepJobs) `sleep 0.1` jobs, \(slotsTotal) slots, \(o.rounds) rounds; from the submit command's start until every job has ended (polled every 50 ms)")
         var profiled = false
         for (label, count, command) in [("no-op", o.jobs, ["true"]), ("sleep 0.1", o.sleepJobs, ["sleep", "0.1"])] {
             var times: [String: [Double]] = [:]
@@ -325,11 +325,11 @@ final class Bench {
                     line.append(String(format: "%@ %.2f s (%.0f jobs/s)", name as NSString, t, Double(count) / t))
                     sleep(1)
                 }
-                print("  \(label) round \(round + 1): " + line.joined(separator: ", "))
+                say("  \(label) round \(round + 1): " + line.joined(separator: ", "))
             }
             let rates = times.mapValues { ts in ts.map { Double(count) / $0 } }
             for (name, ts) in times.sorted(by: { $0.key < $1.key }) {
-                print(String(format: "  %@ %@: median %.2f s = %.0f jobs/s (%.2f–%.2f s)", label as NSString, name as NSString,
+                say(String(format: "  %@ %@: median %.2f s = %.0f jobs/s (%.2f–%.2f s)", label as NSString, name as NSString,
                              median(ts)!, median(rates[name]!)!, ts.min()!, ts.max()!))
             }
             let ideal = label == "sleep 0.1" ? String(format: "; ideal %.1f s", Double(count) * 0.1 / Double(slotsTotal)) : ""
@@ -351,12 +351,12 @@ final class Bench {
     func reportPerf(_ p: ChildProcess) {
         p.signal(SIGINT)
         _ = p.wait(timeout: .seconds(60))
-        print("  perf, the whole machine during mesh's first no-op run (share of samples):")
+        say("  perf, the whole machine during mesh's first no-op run (share of samples):")
         for sort in ["comm", "comm,dso"] {
             let r = try? run("/usr/bin/perf", ["report", "-i", root + "/perf.data", "--stdio", "--no-children", "-g", "none", "--sort", sort, "--percent-limit", "2"])
             let lines = (r?.output ?? "").split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-            print("    by \(sort):")
-            for l in lines.prefix(14) { print("      " + l.trimmingCharacters(in: .whitespaces)) }
+            say("    by \(sort):")
+            for l in lines.prefix(14) { say("      " + l.trimmingCharacters(in: .whitespaces)) }
         }
     }
 
@@ -365,8 +365,8 @@ final class Bench {
     func failover() throws {
         let a = mesh!, e = etcd!
         let n = o.agents
-        print("\n== failover: \(n)-node mesh and 3-member etcd, kill -9 / SIGSTOP of the leader → a write acknowledged through a survivor; \(o.failovers) per system per round, \(o.rounds) rounds")
-        print("  mesh: MeshClient connected to a survivor's agent, write retried until acknowledged (what `mesh submit` does); etcd: HTTP put to the survivors in turn, 100 ms per try")
+        say("\n== failover: \(n)-node mesh and 3-member etcd, kill -9 / SIGSTOP of the leader → a write acknowledged through a survivor; \(o.failovers) per system per round, \(o.rounds) rounds")
+        say("  mesh: MeshClient connected to a survivor's agent, write retried until acknowledged (what `mesh submit` does); etcd: HTTP put to the survivors in turn, 100 ms per try")
         func meshLeader() -> Int? {
             (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID && $0.nodeID != 0 } ?? false }
         }
@@ -427,11 +427,11 @@ final class Bench {
                         sleep(2)
                     }
                 }
-                print(String(format: "  %@ round %d: mesh median %.0f ms, etcd median %.0f ms", label as NSString, round + 1,
+                say(String(format: "  %@ round %d: mesh median %.0f ms, etcd median %.0f ms", label as NSString, round + 1,
                              median(times["mesh"]!)! * 1000, median(times["etcd"]!)! * 1000))
             }
             for (name, ts) in times.sorted(by: { $0.key < $1.key }) {
-                print(String(format: "  %@ of the leader, %@: p50 %.0f ms, p90 %.0f ms, max %.0f ms (%d)", label as NSString, name as NSString,
+                say(String(format: "  %@ of the leader, %@: p50 %.0f ms, p90 %.0f ms, max %.0f ms (%d)", label as NSString, name as NSString,
                              median(ts)! * 1000, quantile(ts, 0.9)! * 1000, ts.max()! * 1000, ts.count))
             }
             rows.append(Row(what: "\(label) of the leader → write acknowledged, p50", unit: "ms", values: times.mapValues { median($0)! * 1000 }, baseline: "etcd",
@@ -442,16 +442,16 @@ final class Bench {
     // MARK: Report
 
     func report() {
-        print("\n== results (medians; ratio = mesh / the peer named, so below 1 means mesh takes less time, or, for rates, above 1 means mesh is faster)")
-        print("| what | mesh | peers | ratio |")
-        print("|---|---|---|---|")
+        say("\n== results (medians; ratio = mesh / the peer named, so below 1 means mesh takes less time, or, for rates, above 1 means mesh is faster)")
+        say("| what | mesh | peers | ratio |")
+        say("|---|---|---|---|")
         for r in rows {
             let meshKey = r.values.keys.first { $0.hasPrefix("mesh") }
             let m = meshKey.flatMap { r.values[$0] }
             let peers = r.values.filter { $0.key != meshKey }.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value, r.unit))" }.joined(separator: ", ")
             var ratio = ""
             if let b = r.baseline, let m, let v = r.values[b], v > 0 { ratio = String(format: "%.2f vs %@", m / v, b as NSString) }
-            print("| \(r.what)\(r.detail.isEmpty ? "" : " (\(r.detail))") | \(m.map { format($0, r.unit) } ?? "-") | \(peers) | \(ratio) |")
+            say("| \(r.what)\(r.detail.isEmpty ? "" : " (\(r.detail))") | \(m.map { format($0, r.unit) } ?? "-") | \(peers) | \(ratio) |")
         }
     }
 

@@ -3,6 +3,12 @@ import Foundation
 import MeshAgent
 import MeshCore
 
+/// Prints a line at once (also when stdout is a pipe, as through `tee`).
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
 /// Nanoseconds on the real-time clock: the same clock a job's `date +%s%N` reads.
 func wallNanos() -> Int64 {
     var ts = timespec()

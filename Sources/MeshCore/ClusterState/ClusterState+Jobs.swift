@@ -9,6 +9,8 @@ extension ClusterState {
         public var memoryMB = 0
         public var gpus: Set<Int> = []
         public var jobs: [JobID] = []
+
+        public init() {}
     }
 
     public func usage() -> [NodeID: Usage] {
@@ -40,11 +42,29 @@ extension ClusterState {
     /// Why no registered node could ever run `spec`, or nil if some could.
     public func impossible(_ spec: JobSpec) -> String? {
         guard !nodes.isEmpty else { return "no node is registered yet" }
+        // The common answer first, without sorting or building messages.
+        if nodes.values.contains(where: { Self.fits(spec, $0.capacity) }) { return nil }
         var closest = ""
         for n in nodes.values.sorted(by: { $0.id < $1.id }) {
             if let why = Self.mismatch(spec, n.capacity) { closest = closest.isEmpty ? "\(n.name): \(why)" : closest } else { return nil }
         }
         return "no node of the mesh could ever run it (e.g. \(closest))"
+    }
+
+    /// Whether a node with `capacity` could ever run `spec`: `mismatch(spec, capacity) == nil`,
+    /// without building the reason.
+    public static func fits(_ spec: JobSpec, _ capacity: Capacity) -> Bool {
+        guard matchesClassAndLabels(spec, capacity) else { return false }
+        let r = spec.resources
+        return r.slots <= capacity.slots && r.gpus <= capacity.gpus && r.cpus <= capacity.cpus
+            && !(r.memoryMB > 0 && capacity.memoryMB > 0 && r.memoryMB > capacity.memoryMB)
+    }
+
+    /// The class and label part of `fits`.
+    static func matchesClassAndLabels(_ spec: JobSpec, _ capacity: Capacity) -> Bool {
+        if !spec.nodeClass.isEmpty && spec.nodeClass != capacity.nodeClass { return false }
+        for (k, v) in spec.labels where capacity.labels[k] != v { return false }
+        return true
     }
 
     /// Why a node with `capacity` can never run `spec` (its class, labels or size), or nil.
@@ -73,7 +93,8 @@ extension ClusterState {
             return submit(spec, provenance, at: at, via: via, index: index)
         case .assign(let assignments):
             var done: [JobID] = []
-            for a in assignments where assign(a, index: index) { done.append(a.job) }
+            var used = usage()  // once per batch, kept up to date by each assignment
+            for a in assignments where assign(a, used: &used, index: index) { done.append(a.job) }
             return .done("assigned \(done.count) of \(assignments.count)")
         case .started(let id, let attempt, let node, let at):
             guard var job = jobs[id], let current = job.current, current.number == attempt, current.node == node,
@@ -232,17 +253,24 @@ extension ClusterState {
         }
     }
 
-    private mutating func assign(_ a: Assignment, index: Consensus.Index) -> Bool {
+    /// `used`: `usage()` as it stands, updated here when the assignment is taken.
+    private mutating func assign(_ a: Assignment, used: inout [NodeID: Usage], index: Consensus.Index) -> Bool {
         guard var job = jobs[a.job], job.state == .pending, a.attempt == job.attempts.count + 1,
-              let node = nodes[a.node], !node.cordoned, Self.mismatch(job.spec, node.capacity) == nil else { return false }
+              let node = nodes[a.node], !node.cordoned, Self.fits(job.spec, node.capacity) else { return false }
         // Re-check room: two plans in flight must not overcommit a node.
-        let used = usage()[a.node] ?? Usage()
+        var u = used[a.node] ?? Usage()
         let r = job.spec.resources
-        guard used.slots + r.slots <= node.capacity.slots, a.gpus.count == r.gpus, used.gpus.isDisjoint(with: a.gpus),
+        guard u.slots + r.slots <= node.capacity.slots, a.gpus.count == r.gpus, u.gpus.isDisjoint(with: a.gpus),
               a.gpus.allSatisfy({ $0 >= 0 && $0 < node.capacity.gpus }) else { return false }
         job.attempts.append(Attempt(number: a.attempt, node: a.node, term: a.term, gpus: a.gpus, assignedAt: a.at))
         Self.transition(&job, .assigned, "attempt \(a.attempt) assigned to \(node.name)", at: a.at, index: index)
         store(job)
+        u.slots += r.slots
+        u.cpus += r.cpus
+        u.memoryMB += r.memoryMB
+        u.gpus.formUnion(a.gpus)
+        u.jobs.append(job.id)
+        used[a.node] = u
         return true
     }
 

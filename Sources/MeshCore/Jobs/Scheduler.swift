@@ -23,46 +23,101 @@ public enum Scheduler {
     /// stream of small ones, and a small job still runs at once on a machine the big job could
     /// never use.
     public static func plan(_ state: ClusterState, nodes: [Node], term: UInt64, at: Int64, limit: Int = 1000) -> [ClusterState.Assignment] {
-        var used = state.usage()
-        var reserved: Set<NodeID> = []
-        var out: [ClusterState.Assignment] = []
-        // Only registered, uncordoned nodes that the caller says take jobs now.
+        // Only registered, uncordoned nodes that the caller says take jobs now, in id order (a
+        // node's position is its rank: ties go to the lowest id).
         let candidates = nodes.filter { n in n.accepting && state.nodes[n.id].map { !$0.cordoned } == true }
             .sorted { $0.id < $1.id }
-        guard !candidates.isEmpty else { return [] }
-        let queue = state.pendingJobs.sorted {
-            $0.spec.priority != $1.spec.priority ? $0.spec.priority > $1.spec.priority : $0.id < $1.id
-        }
-        for job in queue {
-            if out.count >= limit { break }
-            let r = job.spec.resources
-            var best: (node: Node, free: Int)?
-            var eligible: [NodeID] = []
-            for n in candidates where ClusterState.mismatch(job.spec, n.capacity) == nil {
-                eligible.append(n.id)
-                if reserved.contains(n.id) { continue }
-                let u = used[n.id] ?? ClusterState.Usage()
-                let freeSlots = n.capacity.slots - u.slots
-                guard freeSlots >= r.slots, n.capacity.gpus - u.gpus.count >= r.gpus else { continue }
-                if r.cpus > 0 && n.capacity.cpus - u.cpus < r.cpus { continue }
-                if r.memoryMB > 0 && n.capacity.memoryMB > 0 && n.capacity.memoryMB - u.memoryMB < r.memoryMB { continue }
-                // Spread: the node with the most free slots (ties: lowest id).
-                if best == nil || freeSlots > best!.free { best = (n, freeSlots) }
+        guard !candidates.isEmpty, limit > 0 else { return [] }
+        var room = Room(candidates, used: state.usage())
+        // Nodes of the same class and labels form a group: a job's class and labels are compared
+        // once per group, not once per node.
+        var groups: [(capacity: ClusterState.Capacity, members: [Int])] = []
+        var groupOf: [Signature: Int] = [:]
+        for (i, n) in candidates.enumerated() {
+            let key = Signature(nodeClass: n.capacity.nodeClass, labels: n.capacity.labels)
+            if let g = groupOf[key] { groups[g].members.append(i) } else {
+                groupOf[key] = groups.count
+                groups.append((n.capacity, [i]))
             }
-            guard let chosen = best?.node else {
-                reserved.formUnion(eligible)
+        }
+        // The queue: by priority, then id, without copying whole jobs.
+        let queue = state.pendingIDs.compactMap { id in state.jobs[id].map { (id: id, priority: $0.spec.priority) } }
+            .sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.id < $1.id }
+        var reserved = [Bool](repeating: false, count: candidates.count)
+        var eligible: [Int] = []
+        var out: [ClusterState.Assignment] = []
+        for entry in queue {
+            if out.count >= limit { break }
+            guard let job = state.jobs[entry.id] else { continue }
+            let spec = job.spec, r = spec.resources
+            var best = -1, bestFree = 0
+            eligible.removeAll(keepingCapacity: true)
+            for g in groups where ClusterState.matchesClassAndLabels(spec, g.capacity) {
+                for i in g.members where room.couldEverRun(r, i) {
+                    eligible.append(i)
+                    if reserved[i] { continue }
+                    guard let free = room.freeSlots(for: r, i) else { continue }
+                    // Spread: the node with the most free slots (ties: lowest id).
+                    if best < 0 || free > bestFree || (free == bestFree && i < best) { (best, bestFree) = (i, free) }
+                }
+            }
+            guard best >= 0 else {
+                for i in eligible { reserved[i] = true }
                 continue
             }
-            var u = used[chosen.id] ?? ClusterState.Usage()
-            let gpus = (0..<chosen.capacity.gpus).filter { !u.gpus.contains($0) }.prefix(r.gpus)
-            u.slots += r.slots
-            u.cpus += r.cpus
-            u.memoryMB += r.memoryMB
-            u.gpus.formUnion(gpus)
-            used[chosen.id] = u
-            out.append(ClusterState.Assignment(job: job.id, attempt: job.attempts.count + 1, node: chosen.id, gpus: Array(gpus), term: term, at: at))
+            let gpus = room.take(r, best)
+            out.append(ClusterState.Assignment(job: job.id, attempt: job.attempts.count + 1, node: candidates[best].id, gpus: gpus, term: term, at: at))
         }
         return out
+    }
+
+    /// A node's class and labels: what groups nodes that the same jobs can use.
+    private struct Signature: Hashable {
+        var nodeClass: String
+        var labels: [String: String]
+    }
+
+    /// Capacity and use of the candidates, by position, in flat arrays (the inner loop of `plan`
+    /// runs jobs × nodes times).
+    private struct Room {
+        var slots: [Int], cpus: [Int], memoryMB: [Int], gpus: [Int]
+        var usedSlots: [Int], usedCPUs: [Int], usedMemoryMB: [Int], usedGPUs: [Set<Int>]
+
+        init(_ candidates: [Node], used: [NodeID: ClusterState.Usage]) {
+            slots = candidates.map(\.capacity.slots)
+            cpus = candidates.map(\.capacity.cpus)
+            memoryMB = candidates.map(\.capacity.memoryMB)
+            gpus = candidates.map(\.capacity.gpus)
+            let u = candidates.map { used[$0.id] ?? ClusterState.Usage() }
+            usedSlots = u.map(\.slots)
+            usedCPUs = u.map(\.cpus)
+            usedMemoryMB = u.map(\.memoryMB)
+            usedGPUs = u.map(\.gpus)
+        }
+
+        /// The size part of `ClusterState.mismatch`: could node `i` ever run a job of this size?
+        func couldEverRun(_ r: Resources, _ i: Int) -> Bool {
+            r.slots <= slots[i] && r.gpus <= gpus[i] && r.cpus <= cpus[i] && !(r.memoryMB > 0 && memoryMB[i] > 0 && r.memoryMB > memoryMB[i])
+        }
+
+        /// The node's free slots if the job fits in what is free now, else nil.
+        func freeSlots(for r: Resources, _ i: Int) -> Int? {
+            let free = slots[i] - usedSlots[i]
+            guard free >= r.slots, gpus[i] - usedGPUs[i].count >= r.gpus else { return nil }
+            if r.cpus > 0 && cpus[i] - usedCPUs[i] < r.cpus { return nil }
+            if r.memoryMB > 0 && memoryMB[i] > 0 && memoryMB[i] - usedMemoryMB[i] < r.memoryMB { return nil }
+            return free
+        }
+
+        /// Books the job on node `i`; the GPUs it gets (the lowest free ones).
+        mutating func take(_ r: Resources, _ i: Int) -> [Int] {
+            let chosen = Array((0..<gpus[i]).filter { !usedGPUs[i].contains($0) }.prefix(r.gpus))
+            usedSlots[i] += r.slots
+            usedCPUs[i] += r.cpus
+            usedMemoryMB[i] += r.memoryMB
+            usedGPUs[i].formUnion(chosen)
+            return chosen
+        }
     }
 }
 
