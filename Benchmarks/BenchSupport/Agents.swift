@@ -15,9 +15,10 @@ public final class Agents {
 
     public var extra: [String] = []
 
-    public init(count: Int, extra: [String] = []) throws {
+    /// `under`: the folder to make the agents' directories in (default /tmp).
+    public init(count: Int, extra: [String] = [], under: String = "/tmp") throws {
         self.extra = extra
-        var t = Array("/tmp/mb-XXXXXX".utf8CString)
+        var t = Array("\(under)/mb-XXXXXX".utf8CString)
         _ = mkdtemp(&t)
         root = String(decoding: t.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -51,7 +52,7 @@ public final class Agents {
             }
             usleep(10_000)
         }
-        fatalError("agent n\(i) did not start")
+        throw AgentStartError(description: "agent n\(i) did not start within 10 s (log: \(dirs[i]).log)")
     }
 
     public func status(_ i: Int) -> WireStatusReply? {
@@ -103,4 +104,8 @@ public func rssKB(_ pid: Int32) -> Int {
     guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
     return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+}
+
+public struct AgentStartError: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -3,7 +3,7 @@ import MeshAgent
 
 /// A 3-member etcd cluster on 127.0.0.1 (fixed ports: the namespace is the benchmark's own), with
 /// the heartbeat and election timeout of mesh's consensus, and pre-vote as mesh has it.
-final class Etcd {
+final class Etcd: @unchecked Sendable {  // put and status are read-only; the harness changes members from one thread
     let root: String
     let count: Int
     let heartbeatMs: Int

@@ -73,6 +73,14 @@ struct PeerBenchmark: ParsableCommand {
     }
 }
 
+/// The time of the first of several concurrent tries to succeed.
+final class FirstSuccess: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64?
+    var at: Int64? { lock.withLock { value } }
+    func record(_ t: Int64) { lock.withLock { if value == nil { value = t } } }
+}
+
 /// One row of the final table: a measured figure per system (seconds, rates or percent).
 struct Row: Codable {
     var what: String
@@ -104,7 +112,7 @@ final class Bench {
         let needSlurm = sections.contains { $0 != .failover }
         let needEtcd = sections.contains(.failover) || sections.contains(.footprint)
         say("starting: mesh (\(o.agents) agents)\(needSlurm ? ", Slurm" : "")\(needEtcd ? ", etcd (3 members)" : "") in \(root)")
-        let a = try Agents(count: o.agents, extra: ["--slots", "\(o.slots)"])
+        let a = try Agents(count: o.agents, extra: ["--slots", "\(o.slots)"], under: root)
         mesh = a
         guard let f = a.follower(of: o.agents) else { throw BenchError("mesh: no coordinator with \(o.agents) voters") }
         follower = f
@@ -151,9 +159,9 @@ final class Bench {
         for (i, p) in (etcd?.members ?? []).enumerated() { if let p { procs.append(("etcd e\(i)", p.pid)) } }
         sleep(5)
         let before = procs.map { cpuTicksAndRSS($0.1)?.ticks ?? 0 }
-        let t0 = wallNanos()
+        let t0 = monoNanos()
         sleep(UInt32(o.idleSeconds))
-        let elapsed = seconds(since: t0)
+        let elapsed = monoSeconds(since: t0)
         let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
         var cpu: [String: [Double]] = [:], rss: [String: [Double]] = [:]
         for (k, (name, pid)) in procs.enumerated() {
@@ -189,7 +197,12 @@ final class Bench {
         var n = 0
         func job(_ mark: String) -> String { "date +%s%N > \(mark)" }
         var meshJobs: [(id: JobID, t0: Int64, mark: String)] = []
-        let systems: [(String, (String) throws -> Double?)] = [
+        var lastSbatch = ""
+        let client = try mesh!.client(follower)
+        defer { client.close() }
+        // Each submit returns how to wait until its job has ended (nothing where the command
+        // itself waits for the job), so every sample starts on an idle system.
+        let systems: [(String, (String) throws -> () throws -> Void)] = [
             ("mesh submit", { m in
                 let t0 = wallNanos()
                 let r = try run(self.meshBinary, ["submit", "--data-dir", dir, "--no-code", "--", "sh", "-c", job(m)])
@@ -197,36 +210,49 @@ final class Bench {
                     throw BenchError("mesh submit: \(r.output)")
                 }
                 meshJobs.append((id, t0, m))
-                return nil
+                return {
+                    guard try poll(every: .milliseconds(5), timeout: .seconds(60), { try client.jobs([id]).first?.state.isTerminal == true }) else {
+                        throw BenchError("mesh: job \(id) did not end")
+                    }
+                }
             }),
-            ("Slurm sbatch", { m in _ = try self.slurm!.sbatch(["--wrap", job(m)]); return nil }),
-            ("Slurm srun", { m in try self.slurm!.srun(["sh", "-c", job(m)]); return nil }),
+            ("Slurm sbatch", { m in
+                lastSbatch = try self.slurm!.sbatch(["--wrap", job(m)])
+                return {
+                    guard try poll(every: .milliseconds(20), timeout: .seconds(60), { try self.slurm!.finished(lastSbatch) }) else {
+                        throw BenchError("Slurm: job \(lastSbatch) did not end")
+                    }
+                }
+            }),
+            ("Slurm srun", { m in try self.slurm!.srun(["sh", "-c", job(m)]); return {} }),
             ("GNU parallel", { m in
                 let r = try run("/usr/bin/parallel", ["-j", "\(self.o.agents * self.o.slots)", ":::", job(m)])
                 guard r.status == 0 else { throw BenchError("parallel: \(r.output)") }
-                return nil
+                return {}
             }),
-            ("sh -c (fork+exec)", { m in _ = try run("/bin/sh", ["-c", job(m)]); return nil }),
+            ("sh -c (fork+exec)", { m in _ = try run("/bin/sh", ["-c", job(m)]); return {} }),
         ]
-        say("\n== submit → running: one job at a time on an idle system, \(o.samples) per system per round, \(o.rounds) rounds (the job's first command reads the clock)")
+        say("\n== submit → running: one job at a time on an idle system (the previous job ended), \(o.samples) per system per round, \(o.rounds) rounds, in a shuffled order (seeded); the job's first command reads the clock")
+        var rng = SeededRandom(seed: 9)
         for round in 0..<o.rounds {
-            for i in 0..<o.samples {
-                // Rotate who goes first, so no system always follows the same one.
-                for k in 0..<systems.count {
-                    let (name, submit) = systems[(k + i + round) % systems.count]
+            var thisRound: [String: [Double]] = [:]
+            for _ in 0..<o.samples {
+                for (name, submit) in systems.shuffled(using: &rng) {
                     n += 1
                     let mark = "\(marks)/\(n)"
                     let t0 = wallNanos()
-                    _ = try submit(mark)
+                    let ended = try submit(mark)
                     let back = seconds(since: t0)
                     guard let seen = readMark(mark) else { throw BenchError("\(name): the job never ran (mark \(mark))") }
                     running[name, default: []].append(Double(seen - t0) / 1e9)
+                    thisRound[name, default: []].append(Double(seen - t0) / 1e9)
                     if name == "mesh submit" || name == "Slurm sbatch" { acked[name, default: []].append(back) }
-                    usleep(100_000)  // let it end and the system settle
+                    try ended()
+                    usleep(50_000)
                 }
             }
-            let line = systems.map { s in String(format: "%@ %.1f ms", s.0 as NSString, (median(running[s.0] ?? []) ?? .nan) * 1000) }
-            say("  round \(round + 1): median " + line.joined(separator: ", "))
+            let line = systems.map { s in String(format: "%@ %.1f ms", s.0 as NSString, (median(thisRound[s.0] ?? []) ?? .nan) * 1000) }
+            say("  round \(round + 1) medians: " + line.joined(separator: ", "))
         }
         for s in systems.map(\.0) {
             let xs = running[s] ?? []
@@ -247,9 +273,9 @@ final class Bench {
         defer { client.close() }
         let jobs = Dictionary(uniqueKeysWithValues: try client.jobs(samples.map(\.id)).map { ($0.id, $0) })
         var stages: [(String, [Double])] = [
-            ("`mesh submit` starts → the coordinator stamps the job", []),
-            ("→ assigned (submit committed, scheduled, assignment committed)", []),
-            ("→ the worker's supervisor started the command", []),
+            ("`mesh submit` starts → the follower's agent has the request (start-up, handshake)", []),
+            ("→ the coordinator plans the assignment (forward, submit committed on a majority)", []),
+            ("→ the worker's supervisor starts the command (assignment committed and applied, `mesh supervise` started)", []),
             ("→ the job's first command ran", []),
         ]
         for s in samples {
@@ -260,9 +286,9 @@ final class Bench {
         }
         var startup: [Double] = []
         for _ in 0..<10 {
-            let t0 = wallNanos()
+            let t0 = monoNanos()
             _ = try run(meshBinary, ["--version"])
-            startup.append(seconds(since: t0) * 1000)
+            startup.append(monoSeconds(since: t0) * 1000)
         }
         say("  where mesh's time goes (medians, ms; its records are in whole milliseconds):")
         for (label, xs) in stages { say(String(format: "    %6.1f  %@", median(xs) ?? .nan, label as NSString)) }
@@ -276,46 +302,49 @@ final class Bench {
         let client = try mesh!.client(follower)
         defer { client.close() }
         let dir = mesh!.dirs[follower]
-        say("\n== throughput: \(o.jobs) no-op jobs and \(o.sleepJobs) `sleep 0.1` jobs, \(slotsTotal) slots, \(o.rounds) rounds; from the submit command's start until every job has ended (polled every 50 ms)")
-        var profiled = false
+        say("\n== throughput: \(o.jobs) no-op jobs and \(o.sleepJobs) `sleep 0.1` jobs, \(slotsTotal) slots, \(o.rounds) rounds; from the submit command's start until every job has ended (mesh's sweep summary and squeue both polled every 200 ms)")
         for (label, count, command) in [("no-op", o.jobs, ["true"]), ("sleep 0.1", o.sleepJobs, ["sleep", "0.1"])] {
             var times: [String: [Double]] = [:]
             let runs: [(String, () throws -> Double)] = [
                 ("mesh", {
-                    let profiler = try self.o.perf && label == "no-op" && !profiled ? self.startPerf() : nil
-                    defer { if let profiler { profiled = true; self.reportPerf(profiler) } }
                     let before = try client.sweeps().map(\.sweep.id).max()
-                    let t0 = wallNanos()
+                    let t0 = monoNanos()
                     let r = try run(self.meshBinary, ["submit", "--data-dir", dir, "--no-code", "-x", "\(count)", "--"] + command)
                     guard r.status == 0 else { throw BenchError("mesh submit -x: \(r.output)") }
                     guard let id = try client.sweeps().map(\.sweep.id).max(), id != before else { throw BenchError("mesh: no new sweep") }
                     var succeeded = 0
-                    _ = try poll(timeout: .seconds(1800)) {
+                    _ = try poll(every: .milliseconds(200), timeout: .seconds(1800)) {
                         guard let s = try client.sweeps().first(where: { $0.sweep.id == id }) else { return false }  // summaries carry the counts
                         let open = s.states.filter { JobState(rawValue: $0.key).map { !$0.isTerminal } ?? true }.values.reduce(0, +)
                         succeeded = s.states[JobState.succeeded.rawValue] ?? 0
                         return s.sweep.status == .submitted && open == 0
                     }
-                    let t = seconds(since: t0)
+                    let t = monoSeconds(since: t0)
                     if succeeded != count { throw BenchError("mesh: \(succeeded) of \(count) jobs succeeded") }
                     return t
                 }),
                 ("Slurm", {
-                    let t0 = wallNanos()
+                    let t0 = monoNanos()
                     let id = try self.slurm!.sbatch(["--array=0-\(count - 1)", "--wrap", command.joined(separator: " ")])
-                    _ = try poll(timeout: .seconds(3600)) { try self.slurm!.finished(id) }
-                    let t = seconds(since: t0)
+                    _ = try poll(every: .milliseconds(200), timeout: .seconds(3600)) { try self.slurm!.finished(id) }
+                    let t = monoSeconds(since: t0)
                     let done = try self.slurm!.completed(id)
                     if done != count { throw BenchError("Slurm: \(done) of \(count) array tasks completed") }
                     return t
                 }),
                 ("GNU parallel", {
-                    let t0 = wallNanos()
+                    let t0 = monoNanos()
                     let r = try run("/bin/sh", ["-c", "seq \(count) | /usr/bin/parallel -N0 -j \(slotsTotal) \(command.joined(separator: " "))"], timeout: .seconds(3600))
                     guard r.status == 0 else { throw BenchError("parallel: \(r.output)") }
-                    return seconds(since: t0)
+                    return monoSeconds(since: t0)
                 }),
             ]
+            if o.perf && label == "no-op" {
+                // An extra run under the profiler, not counted (perf itself costs time).
+                let profiler = try startPerf()
+                _ = try runs[0].1()
+                reportPerf(profiler)
+            }
             for round in 0..<o.rounds {
                 var line: [String] = []
                 for k in 0..<runs.count {
@@ -351,12 +380,30 @@ final class Bench {
     func reportPerf(_ p: ChildProcess) {
         p.signal(SIGINT)
         _ = p.wait(timeout: .seconds(60))
-        say("  perf, the whole machine during mesh's first no-op run (share of samples):")
-        for sort in ["comm", "comm,dso"] {
-            let r = try? run("/usr/bin/perf", ["report", "-i", root + "/perf.data", "--stdio", "--no-children", "-g", "none", "--sort", sort, "--percent-limit", "2"])
-            let lines = (r?.output ?? "").split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-            say("    by \(sort):")
-            for l in lines.prefix(14) { say("      " + l.trimmingCharacters(in: .whitespaces)) }
+        say("  perf, the whole machine during an extra mesh no-op run (not counted), share of samples:")
+        let r = try? run("/usr/bin/perf", ["report", "-i", root + "/perf.data", "--stdio", "--no-children", "-g", "none", "--sort", "pid"])
+        // "pid" is perf's thread: an agent's main thread has the agent's pid; its other threads
+        // (mesh-io, ZMQbg) have their own ids and names. Every other thread called "mesh" is a
+        // `mesh supervise` (or the one `mesh submit`).
+        let agents = Set((mesh?.processes ?? []).compactMap { $0.map { String($0.pid) } })
+        var share: [String: Double] = [:]
+        for line in (r?.output ?? "").split(separator: "\n") where !line.hasPrefix("#") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 2, f[0].hasSuffix("%"), let pct = Double(f[0].dropLast()) else { continue }
+            let parts = f[1].split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let (tid, comm) = (String(parts[0]), String(parts[1]))
+            let kind: String
+            if comm == "mesh" { kind = agents.contains(tid) ? "agents' main threads" : "mesh supervise (one per job) and mesh submit" }
+            else if comm.hasPrefix("mesh-") || comm.hasPrefix("ZMQbg") { kind = "agents' I/O and ZeroMQ threads (and the CLI's)" }
+            else { kind = comm }
+            share[kind, default: 0] += pct
+        }
+        for (kind, pct) in share.sorted(by: { $0.value > $1.value }).prefix(8) { say(String(format: "    %5.1f %%  %@", pct, kind as NSString)) }
+        let dso = try? run("/usr/bin/perf", ["report", "-i", root + "/perf.data", "--stdio", "--no-children", "-g", "none", "--sort", "comm,dso", "--percent-limit", "2"])
+        say("    by command and library:")
+        for l in (dso?.output ?? "").split(separator: "\n").filter({ !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }).prefix(12) {
+            say("      " + l.trimmingCharacters(in: .whitespaces))
         }
     }
 
@@ -366,9 +413,12 @@ final class Bench {
         let a = mesh!, e = etcd!
         let n = o.agents
         say("\n== failover: \(n)-node mesh and 3-member etcd, kill -9 / SIGSTOP of the leader → a write acknowledged through a survivor; \(o.failovers) per system per round, \(o.rounds) rounds")
-        say("  mesh: MeshClient connected to a survivor's agent, write retried until acknowledged (what `mesh submit` does); etcd: HTTP put to the survivors in turn, 100 ms per try")
+        say("  mesh: MeshClient connected to a survivor's agent, write retried until acknowledged (what `mesh submit` does; the agent holds it and forwards it to the new coordinator); etcd: a put through the JSON gateway to each survivor every 10 ms, each try kept open for up to 1 s, the first acknowledgement counts")
+        /// The agent every agent names as coordinator (so a resumed old leader is never taken).
         func meshLeader() -> Int? {
-            (0..<n).first { i in a.status(i).map { $0.coordinator.leader == $0.nodeID && $0.nodeID != 0 } ?? false }
+            let s = (0..<n).map { a.status($0) }
+            guard let named = s.first??.coordinator.leader, named != 0, s.allSatisfy({ $0?.coordinator.leader == named }) else { return nil }
+            return s.firstIndex { $0?.nodeID == named }
         }
         func meshReady() -> Bool {
             (0..<n).allSatisfy { i in a.status(i).map { $0.coordinator.leader != 0 && $0.coordinator.voters.count == n } ?? false }
@@ -380,10 +430,10 @@ final class Bench {
             defer { writer.close() }
             try writer.connect(timeout: .seconds(5))
             _ = try writer.write(.setSetting(key: "bench", value: "warm \(tag)"))
-            let t0 = wallNanos()
+            let t0 = monoNanos()
             a.processes[l]!.signal(signal)
             _ = try writer.write(.setSetting(key: "bench", value: "failover \(tag)"), timeout: .seconds(60))
-            let t = seconds(since: t0)
+            let t = monoSeconds(since: t0)
             if signal == SIGKILL {
                 _ = a.processes[l]!.wait(timeout: .seconds(5))
                 try a.start(l)
@@ -398,14 +448,24 @@ final class Bench {
             }
             let survivors = (0..<e.count).filter { $0 != l }
             guard e.put(survivors[0], key: "bench", value: "warm \(tag)", timeout: .seconds(5)) else { throw BenchError("etcd: warm-up write failed") }
-            let t0 = wallNanos()
+            let t0 = monoNanos()
             e.members[l]!.signal(signal)
+            // Overlapping tries: one to each survivor every 10 ms, each open for up to 1 s, so a try
+            // stuck on the old leader does not hold up the next; the first acknowledgement counts.
+            let first = FirstSuccess()
+            let group = DispatchGroup()
             var k = 0
-            while !e.put(survivors[k % survivors.count], key: "bench", value: "failover \(tag)", timeout: .milliseconds(100)) {
+            while first.at == nil {
+                let target = survivors[k % survivors.count]
                 k += 1
-                if seconds(since: t0) > 60 { throw BenchError("etcd: no write acknowledged within 60 s") }
+                DispatchQueue.global().async(group: group) {
+                    if e.put(target, key: "bench", value: "failover \(tag)", timeout: .seconds(1)) { first.record(monoNanos()) }
+                }
+                usleep(5_000)
+                if monoSeconds(since: t0) > 60 { throw BenchError("etcd: no write acknowledged within 60 s") }
             }
-            let t = seconds(since: t0)
+            group.wait()
+            let t = Double(first.at! - t0) / 1e9
             if signal == SIGKILL {
                 _ = e.members[l]!.wait(timeout: .seconds(5))
                 try e.start(l)

@@ -62,7 +62,7 @@ final class Slurm {
         SchedulerParameters=batch_sched_delay=0,default_queue_depth=10000
         MaxArraySize=100001
         MaxJobCount=100000
-        MinJobAge=600
+        MinJobAge=3600
         ReturnToService=2
         SlurmdParameters=config_overrides
         NodeName=localhost NodeAddr=127.0.0.1 CPUs=\(cpus) RealMemory=1000 State=UNKNOWN
@@ -105,9 +105,11 @@ final class Slurm {
         guard r.status == 0 else { throw BenchError("srun failed (\(r.status)): \(r.output)") }
     }
 
-    /// True once no task of the job is pending, running or completing.
+    /// True once no task of the job is pending, running or completing (or Slurm has forgotten
+    /// the job: it keeps ended jobs for MinJobAge, an hour here).
     func finished(_ job: String) throws -> Bool {
         let r = try run("/usr/bin/squeue", ["-h", "-j", job, "-t", "PD,R,CG,CF,S", "-o", "%i"], environment: environment, timeout: .seconds(30))
+        if r.output.contains("Invalid job id") { return true }
         return r.status == 0 && r.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
     }
 

@@ -18,6 +18,15 @@ func wallNanos() -> Int64 {
 
 func seconds(since t0: Int64) -> Double { Double(wallNanos() - t0) / 1e9 }
 
+/// Nanoseconds on the monotonic clock: for durations (no step or slew of the wall clock).
+func monoNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+func monoSeconds(since t0: Int64) -> Double { Double(monoNanos() - t0) / 1e9 }
+
 func median(_ xs: [Double]) -> Double? {
     guard !xs.isEmpty else { return nil }
     let s = xs.sorted()
@@ -60,7 +69,7 @@ func readMark(_ path: String, timeout: Duration = .seconds(60)) -> Int64? {
         if let s = try? String(contentsOfFile: path, encoding: .utf8), s.hasSuffix("\n"),
            let v = Int64(s.trimmingCharacters(in: .whitespacesAndNewlines)) { return v }
         if ContinuousClock.now >= deadline { return nil }
-        usleep(500)
+        usleep(2000)
     }
 }
 

@@ -133,7 +133,12 @@ final class JobsShell {
             guard consensus.instance.hasAppliedCurrentTerm else { return }
             ready = true
         }
-        carryOut(worker.sync(with: consensus.state, at: unixMillis()), loop: loop)
+        // Not on a stale prefix of the log (catching up after a restart or a partition): the rest
+        // may already have given this node's attempts to others. The apply that catches up
+        // calls this again.
+        if consensus.instance.caughtUp {
+            carryOut(worker.sync(with: consensus.state, at: unixMillis()), loop: loop)
+        }
         if consensus.instance.role == .leader, !manageSoon {
             manageSoon = true
             loop.schedule(after: .milliseconds(2)) { [weak self] loop in

@@ -63,6 +63,15 @@ private struct Supervision {
             return failed("no directory \(spec.workdir.isEmpty ? "workspace" : spec.workdir) in the workspace")
         }
         guard !spec.command.isEmpty else { return failed("no command") }
+        // Stopped (superseded, cancelled) or out of lease before the command starts: it never runs.
+        // (The agent may write the stop file between spawning us and this point.)
+        if let stop = try? String(contentsOfFile: files.stop, encoding: .utf8) {
+            return stop.hasPrefix("cancelled") ? AttemptResult(kind: .cancelled, reason: "", endedAt: unixMillis())
+                : AttemptResult(kind: .lost, reason: "superseded before it started", endedAt: unixMillis())
+        }
+        if !ignoresLease, leaseExpiry().map({ BootClock.now().nanoseconds > $0 }) == true {
+            return AttemptResult(kind: .lost, reason: "no lease left to start under", endedAt: unixMillis())
+        }
 
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MESH_") }
         for (k, v) in spec.env { env[k] = v }

@@ -142,6 +142,8 @@ extension ConsensusSimulation {
             guard inst.hasAppliedCurrentTerm else { return }
             nodes[i].jobs.ready = true
         }
+        // As the agent: never on a stale prefix of the log (Consensus.Instance.caughtUp).
+        guard inst.caughtUp else { return }
         let directives = nodes[i].jobs.worker!.sync(with: nodes[i].state, at: millis)
         carryOutWorker(i, directives)
         // Forget attempts the state is done with and whose process has ended.

@@ -59,6 +59,16 @@ extension Consensus {
         public private(set) var leaseAnchor: Instant?
         /// As leader: since when.
         public private(set) var leaderSince: Instant?
+        /// The highest commit index a leader has told us of (ours, as leader). Our own commit
+        /// index stops at the last entry we have, so while catching up it can lag this.
+        public private(set) var knownCommit: Index = 0
+
+        /// Everything a leader has said is committed has been applied here: the state is not a
+        /// stale prefix. A worker acts on assignments only then: an assignment that is current in
+        /// a prefix may already have been declared lost (and given to someone else) further on,
+        /// while this node's lease, renewed by the same leader, looks fresh (found by the chaos
+        /// harness: a restarted agent started a superseded attempt next to its successor).
+        public var caughtUp: Bool { appliedIndex >= Swift.max(knownCommit, commitIndex) }
 
         var log: Log
         /// Configuration entries in the log, in order, to go back to when a suffix is truncated.
@@ -414,6 +424,7 @@ extension Consensus {
         // MARK: Replication (follower)
 
         private mutating func handleAppend(from: NodeID, prevIndex: Index, prevTerm: Term, entries: [Entry], commit leaderCommit: Index) {
+            knownCommit = Swift.max(knownCommit, leaderCommit)
             if prevIndex < commitIndex {
                 // Everything up to our commit index matches the leader's log already.
                 send(to: from, .appendResponse(AppendResult(success: true, index: commitIndex)))
