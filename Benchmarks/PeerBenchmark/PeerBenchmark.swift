@@ -77,8 +77,12 @@ struct PeerBenchmark: ParsableCommand {
 final class FirstSuccess: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int64?
+    private var running = 0
     var at: Int64? { lock.withLock { value } }
+    var outstanding: Int { lock.withLock { running } }
     func record(_ t: Int64) { lock.withLock { if value == nil { value = t } } }
+    func begin() { lock.withLock { running += 1 } }
+    func end() { lock.withLock { running -= 1 } }
 }
 
 /// One row of the final table: a measured figure per system (seconds, rates or percent).
@@ -452,19 +456,21 @@ final class Bench {
             e.members[l]!.signal(signal)
             // Overlapping tries: one to each survivor every 10 ms, each open for up to 1 s, so a try
             // stuck on the old leader does not hold up the next; the first acknowledgement counts.
+            // A thread per try (not a dispatch queue: its pool would queue tries behind blocked ones).
             let first = FirstSuccess()
-            let group = DispatchGroup()
             var k = 0
             while first.at == nil {
                 let target = survivors[k % survivors.count]
                 k += 1
-                DispatchQueue.global().async(group: group) {
+                first.begin()
+                Thread.detachNewThread {
                     if e.put(target, key: "bench", value: "failover \(tag)", timeout: .seconds(1)) { first.record(monoNanos()) }
+                    first.end()
                 }
                 usleep(5_000)
                 if monoSeconds(since: t0) > 60 { throw BenchError("etcd: no write acknowledged within 60 s") }
             }
-            group.wait()
+            while first.outstanding > 0 { usleep(10_000) }
             let t = Double(first.at! - t0) / 1e9
             if signal == SIGKILL {
                 _ = e.members[l]!.wait(timeout: .seconds(5))
@@ -478,17 +484,21 @@ final class Bench {
             var times: [String: [Double]] = [:]
             var tag = 0
             for round in 0..<o.rounds {
+                var thisRound: [String: [Double]] = [:]
                 for i in 0..<o.failovers {
+                    // Alternating who goes first.
                     let order: [(String, (Int32, Int) throws -> Double)] = [("mesh", meshOnce), ("etcd", etcdOnce)]
                     for k in 0..<order.count {
                         let (name, once) = order[(k + i + round) % order.count]
                         tag += 1
-                        times[name, default: []].append(try once(sig, tag))
+                        let t = try once(sig, tag)
+                        times[name, default: []].append(t)
+                        thisRound[name, default: []].append(t)
                         sleep(2)
                     }
                 }
-                say(String(format: "  %@ round %d: mesh median %.0f ms, etcd median %.0f ms", label as NSString, round + 1,
-                             median(times["mesh"]!)! * 1000, median(times["etcd"]!)! * 1000))
+                say(String(format: "  %@ round %d medians: mesh %.0f ms, etcd %.0f ms", label as NSString, round + 1,
+                             median(thisRound["mesh"]!)! * 1000, median(thisRound["etcd"]!)! * 1000))
             }
             for (name, ts) in times.sorted(by: { $0.key < $1.key }) {
                 say(String(format: "  %@ of the leader, %@: p50 %.0f ms, p90 %.0f ms, max %.0f ms (%d)", label as NSString, name as NSString,
