@@ -223,11 +223,6 @@ func jobs() throws {
     defer { client.close() }
     let marks = a.root + "/marks"
     try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
-    func wallNanos() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
     // Latency: one job at a time, submitted through a follower.
     var acks: [Double] = [], running: [Double] = []
     for i in 0..<(runs * 20) {
@@ -336,8 +331,7 @@ func plans() throws {
         singleTimes.append(perSingle)
         print(String(format: "round %d: mesh plan 10,000 jobs %.2f s (expansion alone %.2f s); one submit at a time %.2f ms per job", round, plan, expand, perSingle * 1000))
     }
-    func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
-    let p = median(planTimes), e = median(expandTimes), one = median(singleTimes)
+    let p = median(planTimes) ?? .nan, e = median(expandTimes) ?? .nan, one = median(singleTimes) ?? .nan
     print(String(format: "10,000-job plan, expand and submit (median of %d): %.2f s = %.3f ms per job (expansion and dry-run printing alone %.2f s); single submits %.2f ms per job; ratio plan/single per job %.3f",
                  runs, p, p / 10, e, one * 1000, (p / 10_000) / one))
 

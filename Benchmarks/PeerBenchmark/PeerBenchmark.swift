@@ -36,7 +36,22 @@ struct PeerBenchmark: ParsableCommand {
     @Option(help: "Where the peers keep their files (default: a new folder under /tmp).") var work: String?
     @Option(help: "Also write the results as JSON to this file.") var json: String?
     @Flag(help: "Keep the work folder.") var keep = false
-    @Flag(help: "Profile mesh's first no-op throughput run with `perf record -a` and print where the CPU went.") var perf = false
+    @Flag(help: "Profile an extra mesh no-op run (not counted) with `perf record -a` and print where the CPU went.") var perf = false
+
+    func validate() throws {
+        for (name, value) in [("--rounds", rounds), ("--jobs", jobs), ("--sleep-jobs", sleepJobs), ("--slots", slots),
+                              ("--samples", samples), ("--failovers", failovers), ("--idle-seconds", idleSeconds)] where value < 1 {
+            throw ValidationError("\(name) must be at least 1, not \(value)")
+        }
+        // A leader killed in a mesh of fewer than 3 leaves no majority to elect another.
+        guard agents >= 3 || !(only.isEmpty || only.contains(.failover)) else {
+            throw ValidationError("--agents must be at least 3 for the failover section (or leave it out with --only), not \(agents)")
+        }
+        guard agents >= 1 else { throw ValidationError("--agents must be at least 1, not \(agents)") }
+        if perf && !FileManager.default.isExecutableFile(atPath: "/usr/bin/perf") {
+            throw ValidationError("--perf needs /usr/bin/perf (apt: linux-perf; Benchmarks/run installs it)")
+        }
+    }
 
     func run() throws {
         // /proc/self/net/dev lists this network namespace's interfaces (/sys/class/net would show
@@ -85,14 +100,12 @@ final class FirstSuccess: @unchecked Sendable {
     func end() { lock.withLock { running -= 1 } }
 }
 
-/// One row of the final table: a measured figure per system (seconds, rates or percent).
+/// One row of the final table: a measured figure per system (seconds, rates or percent); the
+/// ratio mesh / peer is given against every peer in the row.
 struct Row: Codable {
     var what: String
     var unit: String
     var values: [String: Double]
-    /// Which system the ratio is taken against, and whether bigger is better.
-    var baseline: String?
-    var higherIsBetter = false
     var detail: String = ""
 }
 
@@ -185,8 +198,8 @@ final class Bench {
             if let x = m["etcd"].flatMap(median) { v["etcd member"] = x }
             return v
         }
-        rows.append(Row(what: "idle CPU (median per process)", unit: "%", values: values(cpu), baseline: "etcd member", detail: "\(o.idleSeconds) s"))
-        rows.append(Row(what: "idle RSS (median per process)", unit: "MiB", values: values(rss), baseline: "etcd member"))
+        rows.append(Row(what: "idle CPU (median per process)", unit: "%", values: values(cpu), detail: "\(o.idleSeconds) s"))
+        rows.append(Row(what: "idle RSS (median per process)", unit: "MiB", values: values(rss)))
     }
 
     // MARK: Submit → running
@@ -265,9 +278,9 @@ final class Bench {
                          acked[s].map { String(format: "; command returned p50 %.1f ms", (median($0) ?? .nan) * 1000) as NSString } ?? ""))
         }
         try meshBreakdown(meshJobs, dir: dir)
-        rows.append(Row(what: "submit → job running, p50", unit: "ms", values: running.mapValues { (median($0) ?? .nan) * 1000 }, baseline: "Slurm sbatch",
+        rows.append(Row(what: "submit → job running, p50", unit: "ms", values: running.mapValues { (median($0) ?? .nan) * 1000 },
                         detail: "\(o.samples * o.rounds) each"))
-        rows.append(Row(what: "submit → acknowledged (command returns), p50", unit: "ms", values: acked.mapValues { (median($0) ?? .nan) * 1000 }, baseline: "Slurm sbatch"))
+        rows.append(Row(what: "submit → acknowledged (command returns), p50", unit: "ms", values: acked.mapValues { (median($0) ?? .nan) * 1000 }))
     }
 
     /// Where mesh's submit → running goes: the stages its own records time (milliseconds, wall
@@ -366,10 +379,7 @@ final class Bench {
                              median(ts)!, median(rates[name]!)!, ts.min()!, ts.max()!))
             }
             let ideal = label == "sleep 0.1" ? String(format: "; ideal %.1f s", Double(count) * 0.1 / Double(slotsTotal)) : ""
-            rows.append(Row(what: "\(count) \(label) jobs end to end", unit: "jobs/s", values: rates.mapValues { median($0)! }, baseline: "GNU parallel",
-                            higherIsBetter: true, detail: "\(o.rounds) rounds" + ideal))
-            rows.append(Row(what: "\(count) \(label) jobs end to end, vs Slurm", unit: "jobs/s", values: rates.mapValues { median($0)! }.filter { $0.key != "GNU parallel" },
-                            baseline: "Slurm", higherIsBetter: true))
+            rows.append(Row(what: "\(count) \(label) jobs end to end", unit: "jobs/s", values: rates.mapValues { median($0)! }, detail: "\(o.rounds) rounds" + ideal))
         }
     }
 
@@ -438,12 +448,7 @@ final class Bench {
             a.processes[l]!.signal(signal)
             _ = try writer.write(.setSetting(key: "bench", value: "failover \(tag)"), timeout: .seconds(60))
             let t = monoSeconds(since: t0)
-            if signal == SIGKILL {
-                _ = a.processes[l]!.wait(timeout: .seconds(5))
-                try a.start(l)
-            } else {
-                a.processes[l]!.signal(SIGCONT)
-            }
+            try bringBack(a.processes[l]!, after: signal) { try a.start(l) }
             return t
         }
         func etcdOnce(_ signal: Int32, _ tag: Int) throws -> Double {
@@ -472,12 +477,7 @@ final class Bench {
             }
             while first.outstanding > 0 { usleep(10_000) }
             let t = Double(first.at! - t0) / 1e9
-            if signal == SIGKILL {
-                _ = e.members[l]!.wait(timeout: .seconds(5))
-                try e.start(l)
-            } else {
-                e.members[l]!.signal(SIGCONT)
-            }
+            try bringBack(e.members[l]!, after: signal) { try e.start(l) }
             return t
         }
         for (label, sig) in [("kill -9", SIGKILL), ("SIGSTOP", SIGSTOP)] {
@@ -504,8 +504,18 @@ final class Bench {
                 say(String(format: "  %@ of the leader, %@: p50 %.0f ms, p90 %.0f ms, max %.0f ms (%d)", label as NSString, name as NSString,
                              median(ts)! * 1000, quantile(ts, 0.9)! * 1000, ts.max()! * 1000, ts.count))
             }
-            rows.append(Row(what: "\(label) of the leader → write acknowledged, p50", unit: "ms", values: times.mapValues { median($0)! * 1000 }, baseline: "etcd",
+            rows.append(Row(what: "\(label) of the leader → write acknowledged, p50", unit: "ms", values: times.mapValues { median($0)! * 1000 },
                             detail: "\(o.rounds * o.failovers) each"))
+        }
+    }
+
+    /// The old leader back: restarted after kill -9 (same data), resumed after SIGSTOP.
+    func bringBack(_ p: ChildProcess, after signal: Int32, restart: () throws -> Void) throws {
+        if signal == SIGKILL {
+            _ = p.wait(timeout: .seconds(5))
+            try restart()
+        } else {
+            p.signal(SIGCONT)
         }
     }
 
@@ -519,8 +529,10 @@ final class Bench {
             let meshKey = r.values.keys.first { $0.hasPrefix("mesh") }
             let m = meshKey.flatMap { r.values[$0] }
             let peers = r.values.filter { $0.key != meshKey }.sorted { $0.key < $1.key }.map { "\($0.key) \(format($0.value, r.unit))" }.joined(separator: ", ")
-            var ratio = ""
-            if let b = r.baseline, let m, let v = r.values[b], v > 0 { ratio = String(format: "%.2f vs %@", m / v, b as NSString) }
+            let ratio = m.map { m in
+                r.values.filter { $0.key != meshKey && $0.value > 0 }.sorted { $0.key < $1.key }
+                    .map { String(format: "%.2f vs %@", m / $0.value, $0.key as NSString) }.joined(separator: ", ")
+            } ?? ""
             say("| \(r.what)\(r.detail.isEmpty ? "" : " (\(r.detail))") | \(m.map { format($0, r.unit) } ?? "-") | \(peers) | \(ratio) |")
         }
     }
