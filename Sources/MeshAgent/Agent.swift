@@ -26,6 +26,8 @@ public struct AgentConfiguration: Sendable {
     public var membership: Membership.Settings
     public var coordinator: CoordinatorSettings
     public var jobs: JobSettings
+    /// Machine setup and idle shutdown.
+    public var lifecycle = LifecycleSettings()
 
     public init(
         name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
@@ -135,11 +137,13 @@ public final class Agent: Sendable {
 
         // Membership: this node's metadata, one incarnation above the last it published.
         let hardware = Hardware.detect()
-        let meta = Membership.Meta(
+        var meta = Membership.Meta(
             name: configuration.name, address: advertisedAddress.description, nodeClass: configuration.nodeClass,
             labels: configuration.labels, slots: configuration.slots, cpus: hardware.cpus, memoryMB: hardware.memoryMB,
             gpus: configuration.gpus ?? hardware.gpus, gpuModel: hardware.gpuModel, version: MeshVersion.string,
             protocolVersion: Wire.protocolVersion)
+        meta.setup = Lifecycle.initialSetupState(configuration.lifecycle)
+        let firstMeta = meta
         let incarnation = dir.readIncarnation() + 1
         let seeds = configuration.seeds.map(\.description)
         let settings = configuration.membership
@@ -155,7 +159,7 @@ public final class Agent: Sendable {
             try transport.run { loop in
                 guard let handler = loop.handler as? AgentHandler else { return }
                 let shell = MembershipShell(
-                    id: id, meta: meta, incarnation: incarnation, settings: settings, dataDirectory: dir, logger: logger, loop: loop)
+                    id: id, meta: firstMeta, incarnation: incarnation, settings: settings, dataDirectory: dir, logger: logger, loop: loop)
                 handler.membership = shell
                 let consensus = try ConsensusShell(
                     id: id, store: store, settings: coordinatorSettings, membership: shell, node: node, logger: logger,
@@ -165,12 +169,22 @@ public final class Agent: Sendable {
                     id: id, name: configuration.name, consensus: consensus, membership: shell, directory: dir,
                     settings: configuration.jobs, logger: logger, post: { [weak transport] work in transport?.execute(work) })
                 handler.jobs = jobs
+                let lifecycle = Lifecycle(
+                    id: id, directory: dir, secret: secret, settings: configuration.lifecycle, consensus: consensus, membership: shell,
+                    jobs: jobs, logger: logger, post: { [weak transport] work in transport?.execute(work) })
+                lifecycle.leave = { [weak handler] loop, then in
+                    guard let handler else { return then(loop) }
+                    handler.leave(loop: loop) { _, loop in then(loop) }
+                }
+                lifecycle.requestStop = { stop.set(true) }
+                handler.lifecycle = lifecycle
                 consensus.onApplied = { [weak jobs] loop in jobs?.applied(loop: loop) }
                 shell.onMemberChange = { [unowned loop, weak consensus] m, _ in consensus?.memberChanged(m, loop: loop) }
                 shell.onConnectionLost = { [unowned loop, weak consensus] address in consensus?.connectionLost(to: address, loop: loop) }
                 shell.start(seeds: seeds + consensus.knownAddresses.filter { !seeds.contains($0) }, loop: loop)
                 consensus.start(loop: loop)
                 jobs.start(loop: loop)
+                lifecycle.start(loop: loop)
             }
             try dir.writeAtomically(dir.endpointFile, boundAddress.endpoint + "\n")
         } catch {

@@ -13,6 +13,7 @@ final class AgentHandler: TransportHandler {
     var membership: MembershipShell?
     var consensus: ConsensusShell?
     var jobs: JobsShell?
+    var lifecycle: Lifecycle?
     private var limiter = LogLimiter()
     private var nextRequestID: UInt64 = 1
     private var peerPings: [UInt64: PeerPing] = [:]
@@ -69,6 +70,12 @@ final class AgentHandler: TransportHandler {
             }
         case .leaveRequest:
             leave(client: route, requestID: envelope.requestID, loop: loop)
+        case .setupRequest(let r):
+            guard let lifecycle else { return send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop) }
+            guard r.commands.count <= 1000, r.commands.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 64 << 10 }) else {
+                return send(Wire.error(.badRequest, "setup commands must be 1 to 1000 non-empty commands of at most 64 KiB", requestID: envelope.requestID), to: route, loop: loop)
+            }
+            lifecycle.setupRequest(r, path: .route(route), requestID: envelope.requestID, loop: loop)
         case .writeRequest(let w):
             guard let consensus else {
                 send(Wire.error(.retryLater, "the agent is starting", requestID: envelope.requestID), to: route, loop: loop)
@@ -186,10 +193,23 @@ final class AgentHandler: TransportHandler {
     /// Tells the mesh we are leaving, gives the news a moment to spread, answers the client, and
     /// asks the agent to stop.
     private func leave(client: Route, requestID: UInt64, loop: TransportLoop) {
-        guard let membership else {
+        guard membership != nil else {
             send(Wire.error(.retryLater, "the agent is starting", requestID: requestID), to: client, loop: loop)
             return
         }
+        leave(loop: loop) { [weak self] told, loop in
+            guard let self else { return }
+            var reply = WireLeaveReply()
+            reply.told = UInt32(told)
+            self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
+            self.requestStop()
+        }
+    }
+
+    /// Leaves gracefully; `done` gets how many members were told directly (the caller stops the
+    /// agent).
+    func leave(loop: TransportLoop, done: @escaping (Int, TransportLoop) -> Void) {
+        guard let membership else { return done(0, loop) }
         // 1. hand over coordination, 2. tell the mesh, 3. wait for our vote to be taken away (the
         // coordinator does that when gossip says we left), 4. answer and stop.
         let consensus = self.consensus
@@ -197,14 +217,8 @@ final class AgentHandler: TransportHandler {
             guard let self else { return }
             let told = membership.leave(loop: loop)
             self.logger.info("leaving the mesh", metadata: ["told": "\(told)"])
-            let finish: (TransportLoop) -> Void = { [weak self] loop in
-                loop.schedule(after: membership.instance.settings.gossipInterval * 3) { [weak self] loop in
-                    guard let self else { return }
-                    var reply = WireLeaveReply()
-                    reply.told = UInt32(told)
-                    self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
-                    self.requestStop()
-                }
+            let finish: (TransportLoop) -> Void = { loop in
+                loop.schedule(after: membership.instance.settings.gossipInterval * 3) { loop in done(told, loop) }
             }
             if let consensus { consensus.waitForVoteRemoval(loop: loop, then: finish) } else { finish(loop) }
         }
@@ -337,6 +351,7 @@ final class AgentHandler: TransportHandler {
 
     func stopping(loop: TransportLoop) {
         jobs?.stopping(loop: loop)
+        lifecycle?.stopping()
         for (id, p) in peerPings {
             finish(id, Wire.error(.unreachable, "the agent is shutting down", requestID: p.clientRequestID), loop: loop)
         }

@@ -103,6 +103,9 @@ final class JobsShell {
         if mkdir(attemptsDirectory, 0o700) != 0 && errno != EEXIST { throw .io(attemptsDirectory, errno) }
     }
 
+    /// Whether this node is starting, running or reporting an attempt.
+    var busy: Bool { !local.isEmpty || !worker.running.isEmpty }
+
     // MARK: Start and adoption
 
     /// Attempts whose supervisors outlived the previous agent are adopted; their results (if any)
@@ -458,7 +461,7 @@ final class JobsShell {
         let control = controlSettings
         let nodes = state.nodes.values.map { n in
             Scheduler.Node(id: n.id, capacity: n.capacity,
-                           accepting: membership.instance.member(n.id)?.state == .alive
+                           accepting: membership.instance.member(n.id).map { $0.state == .alive && $0.meta.setup.isEmpty } == true
                                && JobControl.inTouch(n.id, lastContact: inst.lastContact, leaderSince: since, self: id, now: now, settings: control))
         }
         let plan = Scheduler.plan(state, nodes: nodes, term: inst.term, at: unixMillis(), limit: 200)

@@ -95,6 +95,14 @@ private struct Supervision {
         let output = pipeFDs[0]
         defer { close(output) }
         guard rc == 0 else {
+            // A command that does not exist or cannot be executed is the job's failure, as in a
+            // shell (127, 126), not the machine's: it must not count towards quarantine.
+            if rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR {
+                note("cannot run \(spec.command[0]): \(String(cString: strerror(rc)))")
+                var r = AttemptResult(kind: .exited, code: rc == ENOENT || rc == ENOTDIR ? 127 : 126, endedAt: unixMillis())
+                r.logBytes = logBytes
+                return r
+            }
             return failed("cannot run \(spec.command[0]): \(String(cString: strerror(rc)))")
         }
         let started = AttemptStarted(pid: pid, startTime: ProcessIdentity.startTime(pid) ?? 0, at: unixMillis())

@@ -28,6 +28,15 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("label"), help: ArgumentHelp("A label jobs can select on (repeatable).", valueName: "KEY=VALUE"))
     var labels: [String] = []
 
+    @Option(name: .customLong("setup"), help: ArgumentHelp("A machine setup command (repeatable, in order; /bin/sh -c, {MACHINE}: this host's address), run when the agent starts, before the node takes jobs.", valueName: "CMD"))
+    var setup: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Leave the mesh after this long without a job here, then run --idle-shutdown-cmd.", valueName: "DURATION"))
+    var idleShutdownAfter: TimeSpan?
+
+    @Option(name: .long, help: ArgumentHelp("What to run after leaving when idle (e.g. 'sudo poweroff').", valueName: "CMD"))
+    var idleShutdownCmd: String?
+
     func validate() throws {
         do {
             _ = try AgentAddress(parsing: listen)
@@ -43,6 +52,8 @@ struct AgentOptions: ParsableArguments {
         }
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         if let gpus, gpus < 0 { throw ValidationError("--gpus cannot be negative") }
+        if setup.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) { throw ValidationError("--setup needs a command") }
+        if idleShutdownCmd != nil && idleShutdownAfter == nil { throw ValidationError("--idle-shutdown-cmd needs --idle-shutdown-after") }
         _ = try parsedLabels()
     }
 
@@ -66,6 +77,9 @@ struct AgentOptions: ParsableArguments {
             seeds: try seeds.map { try AgentAddress(parsing: $0, defaultHost: "127.0.0.1") },
             nodeClass: nodeClass, labels: try parsedLabels(), slots: slots, gpus: gpus)
         c.transport.sourceAddress = source
+        c.lifecycle.setup = setup
+        c.lifecycle.idleAfter = idleShutdownAfter?.duration
+        c.lifecycle.idleCommand = idleShutdownCmd ?? ""
         return c
     }
 
@@ -77,6 +91,9 @@ struct AgentOptions: ParsableArguments {
         if !nodeClass.isEmpty { a += ["--class", nodeClass] }
         if let gpus { a += ["--gpus", String(gpus)] }
         for l in labels { a += ["--label", l] }
+        for s in setup { a += ["--setup", s] }
+        if let idleShutdownAfter { a += ["--idle-shutdown-after", idleShutdownAfter.text] }
+        if let idleShutdownCmd { a += ["--idle-shutdown-cmd", idleShutdownCmd] }
         return a
     }
 }

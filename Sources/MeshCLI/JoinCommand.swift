@@ -51,6 +51,14 @@ struct JoinCommand: ParsableCommand {
                 let alive = started.status.members.filter { Membership.State($0.record.state) == .alive }.map(\.record.meta.name).sorted()
                 print("Joined mesh \(token.secret.keys.fingerprint) as \(agent.name): \(alive.count) members alive (\(alive.joined(separator: ", "))).")
                 print("The agent runs in the background (pid \(started.pid), log \(dir.logFile)); `mesh status` shows the mesh.")
+                // Back after `mesh leave` (which drained it): it takes jobs again.
+                let client = try MeshClient(address: dir.localAddress, secret: token.secret)
+                defer { client.close() }
+                if let me = try? client.status(), me.nodes.contains(where: { $0.id == me.nodeID && $0.draining }) {
+                    _ = try? client.write(.uncordon(name: agent.name))
+                    print("It had been drained (it left earlier): uncordoned, it takes jobs again.")
+                }
+                if !agent.setup.isEmpty { try waitForSetup(client, dir: dir) }
             case .alreadyMember(let pid, let status):
                 print("Already a member: the agent of \(dir.path) is running (pid \(pid)) as \(status.node.name); nothing to do.")
             }
@@ -61,15 +69,35 @@ struct JoinCommand: ParsableCommand {
 struct LeaveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "leave",
-        abstract: "Leave the mesh gracefully and stop this host's agent.",
-        discussion: "The other members see this host as 'left' (not 'dead'). `mesh join` brings it back."
+        abstract: "Drain this host, then leave the mesh gracefully and stop its agent.",
+        discussion: """
+            First the host is drained (`mesh drain`): no new jobs start here and the running ones \
+            finish (with --deadline, what still runs then is requeued elsewhere). Then, if it \
+            coordinates, it hands over to another voter, gives up its vote and leaves; the other \
+            members see it as 'left' (not 'dead'). `mesh join` brings it back (and ends the drain).
+            """
     )
 
     @OptionGroup var data: DataOptions
 
+    @Option(name: .long, help: ArgumentHelp("Requeue what still runs here after this long.", valueName: "DURATION"))
+    var deadline: TimeSpan?
+
+    @Flag(name: .long, help: "Leave at once, without draining (running jobs go on until their lease runs out, then run elsewhere).")
+    var now = false
+
     func run() throws {
         Logging.bootstrap(nil)
         try reportingErrors {
+            if !now {
+                let dir = data.directory
+                guard AgentLauncher.runningAgent(dir) != nil else { throw JoinError.notRunning(dir.path) }
+                let client = try MeshClient(address: dir.localAddress, secret: try dir.readKey())
+                defer { client.close() }
+                let me = try client.status(local: true).node.name
+                try drain(me, deadline: deadline?.duration, client: client)
+                try waitUntilDrained(me, client: client)
+            }
             let told = try MeshSetup.leave(data.directory)
             print("Left the mesh (told \(told) member\(told == 1 ? "" : "s") directly); the agent has stopped.")
         }
@@ -91,4 +119,30 @@ struct TokenCommand: ParsableCommand {
             print(try MeshSetup.token(data.directory).text)
         }
     }
+}
+
+/// Waits until this node's machine setup is done; throws (exit 1) with its reason and the end of
+/// its output if it failed. The agent keeps running either way (out of the schedule on failure).
+func waitForSetup(_ client: MeshClient, dir: DataDirectory) throws {
+    print("Running the machine setup (output in \(dir.path)/setup.log)…")
+    while true {
+        let s = try client.status(local: true)
+        let setup = s.members.first { $0.record.node == s.nodeID }?.record.meta.setup ?? ""
+        if setup.isEmpty {
+            print("Setup done: the node takes jobs.")
+            return
+        }
+        if setup.hasPrefix("failed") {
+            let log = (try? String(contentsOfFile: dir.path + "/setup.log", encoding: .utf8)) ?? ""
+            let tail = log.split(separator: "\n", omittingEmptySubsequences: false).suffix(20).joined(separator: "\n")
+            throw SetupFailed(message: "setup \(setup); the node is a member but takes no jobs until `mesh node setup \(s.node.name)` succeeds. The end of setup.log:\n\(tail)")
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+}
+
+struct SetupFailed: UserFacingError {
+    var message: String
+    var exitCode: Int32 { ExitStatus.error }
+    var description: String { message }
 }

@@ -20,7 +20,7 @@ public struct MeshCommand: ParsableCommand {
             InitCommand.self, JoinCommand.self, StatusCommand.self, LeaveCommand.self, TokenCommand.self,
             SubmitCommand.self, JobsCommand.self, ShowCommand.self, LogsCommand.self, CancelCommand.self, RetryCommand.self,
             HoldCommand.self, ReleaseCommand.self, ResultsCommand.self, PlanCommand.self, SweepsCommand.self, ExportCommand.self,
-            CordonCommand.self, UncordonCommand.self, SetCommand.self, SuperviseCommand.self,
+            CordonCommand.self, UncordonCommand.self, DrainCommand.self, NodeCommand.self, SetCommand.self, SuperviseCommand.self,
             AgentCommand.self, PingCommand.self, CompletionsCommand.self,
         ]
     )

@@ -77,6 +77,17 @@ struct StatusReport: Encodable {
         var isSelf: Bool
         var role: String
         var cordonReason: String?
+        /// `mesh drain` (or leave) in progress: no new jobs; `drained` once nothing runs there.
+        var draining: Bool
+        var drained: Bool
+        /// Unix milliseconds.
+        var drainDeadline: Int64?
+        var quarantined: Bool
+        /// Machine setup still running ("running: …") or failed ("failed: …"); nil once done.
+        var setup: String?
+        /// Whether the mesh takes jobs there, in a word or two: ready, cordoned, draining,
+        /// drained, quarantined, setting up, setup failed (plus the gossip state unless alive).
+        var condition: String
     }
 
     struct Coordinator: Encodable {
@@ -138,8 +149,20 @@ struct StatusReport: Encodable {
                       node: (j.state == "running" || j.state == "assigned") ? j.attempts.last.map { name($0.node) } : nil, reason: j.reason)
         }
         let voters = Set(c.voters), learners = Set(c.learners)
+        let runningOn = Dictionary(grouping: jobs.filter { $0.node != nil }, by: { $0.node! }).mapValues(\.count)
         members = s.members.map { m in
             let r = m.record, meta = r.meta
+            let reg = registry[r.node]
+            let draining = reg?.draining ?? false
+            let running = runningOn[meta.name] ?? 0
+            let setup: String? = meta.setup.isEmpty ? nil : meta.setup
+            let gossip = Membership.State(r.state).rawValue
+            var condition = if let setup { setup.hasPrefix("failed") ? "setup failed" : "setting up" }
+                else if reg?.quarantined == true { "quarantined" }
+                else if draining { running > 0 ? "draining (\(running) running)" : "drained" }
+                else if reg?.cordoned ?? meta.cordoned { "cordoned" }
+                else { "ready" }
+            if gossip != "alive" { condition = gossip + (condition == "ready" ? "" : ", " + condition) }
             let role = r.node == c.leader ? "coordinator" : voters.contains(r.node) ? "voter" : learners.contains(r.node) ? "non-voter" : "-"
             return Member(
                 id: NodeID(r.node).description, name: meta.name, address: meta.address,
@@ -148,7 +171,9 @@ struct StatusReport: Encodable {
                 gpuModel: meta.gpuModel, version: meta.version, cordoned: registry[r.node]?.cordoned ?? meta.cordoned,
                 lastHeardMsAgo: m.lastHeardMsAgo >= 0 ? m.lastHeardMsAgo : nil, stateSinceMsAgo: m.stateSinceMsAgo,
                 isSelf: r.node == s.nodeID, role: role,
-                cordonReason: registry[r.node].flatMap { $0.cordonReason.isEmpty ? nil : $0.cordonReason })
+                cordonReason: reg.flatMap { $0.cordonReason.isEmpty ? nil : $0.cordonReason },
+                draining: draining, drained: draining && running == 0, drainDeadline: draining && (reg?.drainDeadline ?? 0) > 0 ? reg?.drainDeadline : nil, quarantined: reg?.quarantined ?? false, setup: setup,
+                condition: condition)
         }
     }
 
@@ -166,7 +191,7 @@ struct StatusReport: Encodable {
         default: break
         }
         let rows = members.map { m -> [String] in
-            [m.name + (m.isSelf ? " *" : ""), m.address, m.state + (m.cordoned ? ", cordoned" : ""), m.role,
+            [m.name + (m.isSelf ? " *" : ""), m.address, m.condition == "ready" ? m.state : m.condition, m.role,
              m.nodeClass.isEmpty ? "-" : m.nodeClass, "\(m.slots)", "\(m.cpus)",
              Self.memory(m.memoryMB), m.gpus == 0 ? "-" : "\(m.gpus)" + (m.gpuModel.isEmpty ? "" : " \(m.gpuModel)"),
              m.version, "\(m.incarnation)", m.isSelf ? "-" : Self.ago(m.lastHeardMsAgo), running(on: m.name)]
@@ -181,7 +206,17 @@ struct StatusReport: Encodable {
             for j in queued.prefix(5) { out += "\n  \(j.id) \(j.name.prefix(40)): \(j.state)\(j.reason.isEmpty ? "" : " (\(j.reason))")" }
             if queued.count > 5 { out += "\n  … \(queued.count - 5) more (mesh jobs)" }
         }
-        let reasons = members.compactMap { m in m.cordonReason.map { "\(m.name) cordoned: \($0)" } }
+        var reasons = members.compactMap { m -> String? in
+            if m.draining {
+                return "\(m.name) \(m.drained ? "drained" : "draining")" + (m.drainDeadline.map { ": what still runs at \(Self.clock($0)) is requeued" } ?? "")
+            }
+            return m.cordonReason.map { "\(m.name) \(m.quarantined ? "" : "cordoned: ")\($0)" }
+        }
+        reasons += members.compactMap { m in m.setup.map { "\(m.name) setup \($0)" } }
+        let versions = Set(members.filter { $0.state == "alive" }.map(\.version))
+        if versions.count > 1 {
+            reasons.append("mixed versions: " + versions.sorted().map { v in "\(v) (\(members.filter { $0.version == v && $0.state == "alive" }.count))" }.joined(separator: ", "))
+        }
         if !reasons.isEmpty { out += "\n" + reasons.joined(separator: "\n") }
         return out
     }
@@ -213,6 +248,12 @@ struct StatusReport: Encodable {
         if ms < 120_000 { return String(format: "%.1f s ago", Double(ms) / 1000) }
         if ms < 7_200_000 { return "\(ms / 60_000) min ago" }
         return "\(ms / 3_600_000) h ago"
+    }
+
+    static func clock(_ unixMillis: Int64) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: Date(timeIntervalSince1970: Double(unixMillis) / 1000))
     }
 
     static func memory(_ mb: UInt64) -> String {

@@ -68,6 +68,8 @@ extension Wire {
         case .unregister(let id): w.command = .unregister(id.rawValue)
         case .cordon(let name, let reason): w.command = .cordon(.with { $0.name = name; $0.reason = reason })
         case .uncordon(let name): w.command = .uncordon(name)
+        case .drain(let name, let deadline, let at): w.command = .drain(.with { $0.name = name; $0.deadline = deadline; $0.at = at })
+        case .requeue(let ids, let reason, let at): w.command = .requeue(jobsChange(ids, reason: reason, at: at))
         case .setSetting(let k, let v): w.command = .setSetting(.with { $0.key = k; $0.value = v })
         case .submit(let spec, let provenance, let at, let via):
             w.command = .submit(.with { $0.spec = wire(spec); $0.provenance = wire(provenance); $0.at = at; $0.via = via.rawValue })
@@ -114,6 +116,10 @@ extension Wire {
         w.cordonReason = n.cordonReason
         w.registeredAt = n.registeredAt
         w.capacity = wire(n.capacity)
+        w.draining = n.draining
+        w.drainDeadline = n.drainDeadline
+        w.quarantined = n.quarantined
+        w.failStreak = UInt32(clamping: n.failStreak)
         return w
     }
 
@@ -211,6 +217,8 @@ extension Wire {
         case .unregister(let id)?: c = .unregister(NodeID(id))
         case .cordon(let r)?: c = .cordon(name: r.name, reason: r.reason)
         case .uncordon(let name)?: c = .uncordon(name: name)
+        case .drain(let r)?: c = .drain(name: r.name, deadline: r.deadline, at: r.at)
+        case .requeue(let r)?: c = .requeue(r.jobs, reason: r.reason, at: r.at)
         case .setSetting(let s)?: c = .setSetting(key: s.key, value: s.value)
         case .submit(let j)?: c = .submit(try spec(j.spec), try provenance(j.provenance), at: j.at, via: NodeID(j.via))
         case .assign(let a)?:
@@ -241,7 +249,8 @@ extension Wire {
         for n in w.nodes {
             nodes[NodeID(n.id)] = ClusterState.Node(
                 id: NodeID(n.id), name: n.name, address: n.address, cordoned: n.cordoned,
-                cordonReason: n.cordonReason, registeredAt: n.registeredAt, capacity: capacity(n.capacity))
+                cordonReason: n.cordonReason, registeredAt: n.registeredAt, capacity: capacity(n.capacity),
+                draining: n.draining, drainDeadline: n.drainDeadline, quarantined: n.quarantined, failStreak: Int(n.failStreak))
         }
         var jobs: [JobID: Job] = [:]
         for j in w.jobs {

@@ -41,6 +41,8 @@ extension Wire {
         w.stage = s.stage
         w.parameters = s.parameters.map { p in .with { $0.name = p.name; $0.value = p.value } }
         w.identity = s.identity
+        w.node = s.node?.rawValue ?? 0
+        w.canary = s.canary
         return w
     }
 
@@ -125,6 +127,7 @@ extension Wire {
         w.lostAttempts = UInt32(clamping: j.lostAttempts)
         w.failedAttempts = UInt32(clamping: j.failedAttempts)
         w.dependencyFailed = j.dependencyFailed
+        w.requeueRequested = j.requeueRequested
         return w
     }
 
@@ -182,7 +185,7 @@ extension Wire {
             nodeClass: w.nodeClass, labels: w.labels, timeoutSeconds: w.timeoutSeconds, retries: Int(w.retries),
             priority: Int(w.priority), results: w.results, after: w.after, leaseSeconds: w.leaseSeconds, held: w.held,
             workdir: w.workdir, sweep: w.sweep, stage: w.stage, parameters: w.parameters.map { Parameter($0.name, $0.value) },
-            identity: w.identity)
+            identity: w.identity, node: w.node == 0 ? nil : NodeID(w.node), canary: w.canary)
     }
 
     public static func blob(_ w: WireBlobRef) -> BlobRef {
@@ -234,6 +237,7 @@ extension Wire {
             results: w.results.map(resultFile), resultsBundle: w.hasResultsBundle ? blob(w.resultsBundle) : nil,
             cancelRequested: w.cancelRequested, lostAttempts: Int(w.lostAttempts), failedAttempts: Int(w.failedAttempts))
         job.dependencyFailed = w.dependencyFailed
+        job.requeueRequested = w.requeueRequested
         return job
     }
 

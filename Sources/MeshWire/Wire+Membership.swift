@@ -85,6 +85,7 @@ extension Wire {
         w.version = m.version
         w.protocolVersion = m.protocolVersion
         w.cordoned = m.cordoned
+        w.setup = m.setup
         return w
     }
 
@@ -158,7 +159,7 @@ extension Wire {
 
     public static func meta(_ w: WireMemberMeta) throws(WireError) -> Membership.Meta {
         guard !w.name.isEmpty else { throw .malformed("member without a name") }
-        for (what, t) in [("name", w.name), ("address", w.address), ("class", w.nodeClass), ("GPU model", w.gpuModel), ("version", w.version)] {
+        for (what, t) in [("name", w.name), ("address", w.address), ("class", w.nodeClass), ("GPU model", w.gpuModel), ("version", w.version), ("setup", w.setup)] {
             try text(t, what)
         }
         guard w.labels.count <= Limits.maxLabels else { throw .malformed("\(w.labels.count) labels") }
@@ -166,10 +167,12 @@ extension Wire {
             try text(k, "label name")
             try text(v, "label value")
         }
-        return Membership.Meta(
+        var meta = Membership.Meta(
             name: w.name, address: w.address, nodeClass: w.nodeClass, labels: w.labels, slots: Int(w.slots),
             cpus: Int(w.cpus), memoryMB: Int(clamping: w.memoryMb), gpus: Int(w.gpus), gpuModel: w.gpuModel,
             version: w.version, protocolVersion: w.protocolVersion, cordoned: w.cordoned)
+        meta.setup = w.setup
+        return meta
     }
 
     private static func text(_ t: String, _ what: String) throws(WireError) {

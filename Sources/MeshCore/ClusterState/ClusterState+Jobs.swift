@@ -42,6 +42,10 @@ extension ClusterState {
     /// Why no registered node could ever run `spec`, or nil if some could.
     public func impossible(_ spec: JobSpec) -> String? {
         guard !nodes.isEmpty else { return "no node is registered yet" }
+        if let pinned = spec.node {
+            guard let n = nodes[pinned] else { return "node \(pinned) is not registered" }
+            return Self.mismatch(spec, n.capacity).map { "\(n.name): \($0)" }
+        }
         // The common answer first, without sorting or building messages.
         if nodes.values.contains(where: { Self.fits(spec, $0.capacity) }) { return nil }
         var closest = ""
@@ -124,6 +128,7 @@ extension ClusterState {
             }
             end(&job, attempt: r.attempt, outcome: r.outcome, at: r.at, index: index)
             store(job)
+            account(r.outcome, on: r.node, canary: job.spec.canary)
             settleDependents(of: r.job, at: r.at, index: index)
             return .done("job \(r.job) \(job.state.rawValue)")
         case .lost(let id, let attempt, let reason, let at):
@@ -153,6 +158,15 @@ extension ClusterState {
             }
             for id in changed { settleDependents(of: id, at: at, index: index) }
             return outcome
+        case .requeue(let ids, let reason, let at):
+            return update(ids) { job, _ in
+                guard job.state.isActive else { return "job \(job.id) is \(job.state.rawValue), not on a node" }
+                guard !job.cancelRequested, !job.requeueRequested else { return "job \(job.id) is already being stopped" }
+                job.requeueRequested = true
+                job.reason = "requeueing (\(reason)): its node stops it"
+                job.history.append(JobEvent(state: job.state, reason: job.reason, at: at, index: index))
+                return nil
+            }.outcome
         case .retry(let ids, let at):
             let (outcome, changed) = update(ids.sorted()) { job, state in
                 guard job.state == .failed || job.state == .cancelled else { return "job \(job.id) is \(job.state.rawValue), not failed or cancelled" }
@@ -239,6 +253,7 @@ extension ClusterState {
         job.failedAttempts = 0
         job.lostAttempts = 0
         job.cancelRequested = false
+        job.requeueRequested = false
         Self.transition(&job, blocked ?? .pending, why, at: at, index: index)
         return nil
     }
@@ -256,7 +271,8 @@ extension ClusterState {
     /// `used`: `usage()` as it stands, updated here when the assignment is taken.
     private mutating func assign(_ a: Assignment, used: inout [NodeID: Usage], index: Consensus.Index) -> Bool {
         guard var job = jobs[a.job], job.state == .pending, a.attempt == job.attempts.count + 1,
-              let node = nodes[a.node], !node.cordoned, Self.fits(job.spec, node.capacity) else { return false }
+              let node = nodes[a.node], !node.cordoned || Self.isCanary(job.spec, for: node),
+              job.spec.node == nil || job.spec.node == a.node, Self.fits(job.spec, node.capacity) else { return false }
         // Re-check room: two plans in flight must not overcommit a node.
         var u = used[a.node] ?? Usage()
         let r = job.spec.resources
@@ -292,10 +308,17 @@ extension ClusterState {
 
     private mutating func end(_ job: inout Job, attempt: Int, outcome: AttemptOutcome, at: Int64, index: Consensus.Index) {
         let place = "attempt \(attempt)"
+        let requeue = job.requeueRequested
+        job.requeueRequested = false
         if job.cancelRequested {
             Self.transition(&job, .cancelled, "cancelled (\(place) \(describe(outcome)))", at: at, index: index)
         } else if outcome.succeeded {
             Self.transition(&job, .succeeded, "\(place) exited 0", at: at, index: index)
+        } else if job.spec.canary {
+            Self.transition(&job, .failed, "canary: \(place) \(describe(outcome))", at: at, index: index)
+        } else if requeue {
+            // Stopped on purpose (SIGTERM often makes a job exit non-zero): not the job's failure.
+            Self.transition(&job, .pending, "\(place) stopped by a drain's deadline (\(describe(outcome))); requeued", at: at, index: index)
         } else if outcome.isJobFailure {
             job.failedAttempts += 1
             if job.failedAttempts <= job.spec.retries {
@@ -312,6 +335,40 @@ extension ClusterState {
                 Self.transition(&job, .pending, "\(place) \(describe(outcome)); requeued", at: at, index: index)
             }
         }
+    }
+
+    /// The mesh setting `quarantine_after` (default 3; 0: never).
+    public var quarantineAfter: Int { settings["quarantine_after"].flatMap(Int.init) ?? 3 }
+
+    /// Whether `spec` is a canary for `node`, the one kind of job a quarantined node takes.
+    static func isCanary(_ spec: JobSpec, for node: Node) -> Bool {
+        node.quarantined && spec.canary && spec.node == node.id
+    }
+
+    /// Quarantine: attempts that could not start on a node (workspace, bundle, supervisor: the
+    /// machine's fault) in a row cordon it; one that ran resets the count; a canary that
+    /// succeeded re-admits it. A node cordoned by hand or draining is left as it is.
+    private mutating func account(_ outcome: AttemptOutcome, on id: NodeID, canary: Bool) {
+        guard var n = nodes[id] else { return }
+        switch outcome {
+        case .failedToStart(let why):
+            n.failStreak += 1
+            if quarantineAfter > 0, n.failStreak >= quarantineAfter, !n.cordoned {
+                n.cordoned = true
+                n.quarantined = true
+                n.cordonReason = "quarantined: its last \(n.failStreak) attempts failed to start (last: \(why.prefix(300)))"
+            }
+        case .exited, .signalled, .timedOut:
+            n.failStreak = 0
+            if canary, outcome.succeeded, n.quarantined {
+                n.quarantined = false
+                n.cordoned = false
+                n.cordonReason = ""
+            }
+        case .cancelled, .lost:
+            return
+        }
+        nodes[id] = n
     }
 
     /// Dependents of a job that ended: waiting ones start (all their dependencies succeeded) or

@@ -11,9 +11,19 @@ public struct ClusterState: Sendable, Equatable {
         public var cordonReason: String
         public var registeredAt: Consensus.Index
         public var capacity: Capacity
+        /// `mesh drain`: cordoned, and its running jobs are let finish (until `drainDeadline`,
+        /// Unix milliseconds, 0: none; then the coordinator requeues what still runs).
+        public var draining: Bool = false
+        public var drainDeadline: Int64 = 0
+        /// Cordoned by the mesh itself: its last `quarantine_after` attempts failed to start. Only
+        /// canary jobs pinned to it run there; one that succeeds re-admits it.
+        public var quarantined: Bool = false
+        /// Consecutive attempts here that failed to start (the machine's fault, not the job's).
+        public var failStreak: Int = 0
 
         public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "",
-                    registeredAt: Consensus.Index, capacity: Capacity = .init()) {
+                    registeredAt: Consensus.Index, capacity: Capacity = .init(), draining: Bool = false, drainDeadline: Int64 = 0,
+                    quarantined: Bool = false, failStreak: Int = 0) {
             self.id = id
             self.name = name
             self.address = address
@@ -21,6 +31,10 @@ public struct ClusterState: Sendable, Equatable {
             self.cordonReason = cordonReason
             self.registeredAt = registeredAt
             self.capacity = capacity
+            self.draining = draining
+            self.drainDeadline = drainDeadline
+            self.quarantined = quarantined
+            self.failStreak = failStreak
         }
     }
 
@@ -70,7 +84,14 @@ public struct ClusterState: Sendable, Equatable {
         case register(NodeID, name: String, address: String, capacity: Capacity)
         case unregister(NodeID)
         case cordon(name: String, reason: String)
+        /// Also ends a drain or a quarantine.
         case uncordon(name: String)
+        /// Cordon, and let running jobs finish; at `deadline` (Unix ms, 0: none) the coordinator
+        /// requeues what still runs there.
+        case drain(name: String, deadline: Int64, at: Int64)
+        /// Stop these jobs' current attempts and put the jobs back in the queue (not counted
+        /// against their retries): a drain's deadline passed.
+        case requeue([JobID], reason: String, at: Int64)
         case setSetting(key: String, value: String)
         case submit(JobSpec, Provenance, at: Int64, via: NodeID)
         /// The coordinator's scheduler: attempts on nodes, decided in its term.
@@ -98,6 +119,7 @@ public struct ClusterState: Sendable, Equatable {
             case .assign(let a): 64 + a.count * 64
             case .cancel(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
             case .retry(let ids, _), .hold(let ids, _), .release(let ids, _): 64 + ids.count * 10
+            case .requeue(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
             case .finished(let r): 256 + r.results.reduce(0) { $0 + 80 + $1.path.utf8.count }
             default: 256
             }
@@ -173,7 +195,7 @@ public struct ClusterState: Sendable, Equatable {
         }
     }
 
-    public private(set) var nodes: [NodeID: Node] = [:]
+    public internal(set) var nodes: [NodeID: Node] = [:]
     public private(set) var sessions: [ClientID: Session] = [:]
     public private(set) var settings: [String: String] = [:]
 
@@ -264,12 +286,28 @@ public struct ClusterState: Sendable, Equatable {
             if !n.cordoned { return .done("\(name) was not cordoned") }
             n.cordoned = false
             n.cordonReason = ""
+            n.draining = false
+            n.drainDeadline = 0
+            n.quarantined = false
+            n.failStreak = 0
             nodes[n.id] = n
             return .done("\(name) uncordoned: it takes jobs again")
+        case .drain(let name, let deadline, let at):
+            guard var n = node(named: name) else { return .rejected("no node named '\(name)' in the mesh") }
+            let running = usage()[n.id]?.jobs.count ?? 0
+            if n.draining && n.drainDeadline == deadline { return .done("\(name) was already draining (\(running) running)") }
+            n.cordoned = true
+            n.draining = true
+            n.drainDeadline = deadline
+            n.quarantined = false
+            let until = deadline > 0 ? "; what still runs in \(max(0, (deadline - at + 999) / 1000)) s is requeued" : ""
+            n.cordonReason = "draining"
+            nodes[n.id] = n
+            return .done("\(name) draining: \(running) job\(running == 1 ? "" : "s") running there may finish, no new ones start\(until)")
         case .setSetting(let key, let value):
             settings[key] = value
             return .done("\(key) = \(value)")
-        case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored, .plan:
+        case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored, .plan, .requeue:
             return executeJob(command, at: index)
         }
     }

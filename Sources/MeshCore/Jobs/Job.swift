@@ -52,12 +52,19 @@ public struct JobSpec: Sendable, Equatable {
     public var parameters: [Parameter]
     /// Hash of what it runs (plans deduplicate by it; empty: never deduplicated).
     public var identity: String
+    /// Runs only on this node (nil: any). The coordinator's canaries are pinned to the quarantined
+    /// node they test.
+    public var node: NodeID? = nil
+    /// A canary: the only kind of job a quarantined node takes; its success re-admits the node,
+    /// and it is never retried or requeued.
+    public var canary: Bool = false
 
     public init(
         name: String = "", command: [String], env: [String: String] = [:], resources: Resources = .init(),
         nodeClass: String = "", labels: [String: String] = [:], timeoutSeconds: UInt64 = 0, retries: Int = 0,
         priority: Int = 0, results: [String] = [], after: [JobID] = [], leaseSeconds: UInt64 = 0, held: Bool = false,
-        workdir: String = "", sweep: SweepID = 0, stage: String = "", parameters: [Parameter] = [], identity: String = ""
+        workdir: String = "", sweep: SweepID = 0, stage: String = "", parameters: [Parameter] = [], identity: String = "",
+        node: NodeID? = nil, canary: Bool = false
     ) {
         self.name = name
         self.command = command
@@ -77,6 +84,8 @@ public struct JobSpec: Sendable, Equatable {
         self.stage = stage
         self.parameters = parameters
         self.identity = identity
+        self.node = node
+        self.canary = canary
     }
 }
 
@@ -249,6 +258,9 @@ public struct Job: Sendable, Equatable {
     public var failedAttempts: Int
     /// It failed because a dependency did (it comes back to waiting if that one is retried).
     public var dependencyFailed: Bool = false
+    /// Its node is asked to stop the current attempt, after which the job waits in the queue
+    /// again (a drain's deadline passed); not counted against its retries.
+    public var requeueRequested: Bool = false
 
     public init(
         id: JobID, spec: JobSpec, provenance: Provenance, submittedAt: Int64, submittedVia: NodeID, state: JobState,

@@ -25,9 +25,11 @@ public enum Scheduler {
     public static func plan(_ state: ClusterState, nodes: [Node], term: UInt64, at: Int64, limit: Int = 1000) -> [ClusterState.Assignment] {
         // Only registered, uncordoned nodes that the caller says take jobs now, in id order (a
         // node's position is its rank: ties go to the lowest id).
-        let candidates = nodes.filter { n in n.accepting && state.nodes[n.id].map { !$0.cordoned } == true }
+        // (A quarantined node is a candidate for its canaries only.)
+        let candidates = nodes.filter { n in n.accepting && state.nodes[n.id].map { !$0.cordoned || $0.quarantined } == true }
             .sorted { $0.id < $1.id }
         guard !candidates.isEmpty, limit > 0 else { return [] }
+        let canaryOnly = candidates.map { state.nodes[$0.id]!.quarantined }
         var room = Room(candidates, used: state.usage())
         // Nodes of the same class and labels form a group: a job's class and labels are compared
         // once per group, not once per node.
@@ -54,6 +56,8 @@ public enum Scheduler {
             eligible.removeAll(keepingCapacity: true)
             for g in groups where ClusterState.matchesClassAndLabels(spec, g.capacity) {
                 for i in g.members where room.couldEverRun(r, i) {
+                    if let pinned = spec.node, candidates[i].id != pinned { continue }
+                    if canaryOnly[i] && !spec.canary { continue }
                     eligible.append(i)
                     if reserved[i] { continue }
                     guard let free = room.freeSlots(for: r, i) else { continue }

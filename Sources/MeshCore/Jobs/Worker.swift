@@ -51,8 +51,8 @@ public struct Worker: Sendable {
             guard let a = job.current, a.node == node else { continue }
             let key = Key(job: job.id, attempt: a.number)
             guard attempts[key] == nil, !finished.contains(key) else { continue }
-            if job.cancelRequested {
-                // Cancelled before it started here: nothing to stop, but the log must hear it ended.
+            if job.cancelRequested || job.requeueRequested {
+                // Cancelled (or requeued) before it started here: nothing to stop, but the log must hear it ended.
                 attempts[key] = .starting
                 out += ended(key, outcome: .cancelled, at: now)
             } else {
@@ -66,7 +66,8 @@ public struct Worker: Sendable {
                 if state.fencingDisabled, !job.cancelRequested { continue }
                 attempts[key] = .stopping
                 out.append(.stop(key, .superseded))
-            } else if job.cancelRequested {
+            } else if job.cancelRequested || job.requeueRequested {
+                // (A requeue stops it as a cancel does; the state puts the job back in the queue.)
                 attempts[key] = .stopping
                 out.append(.stop(key, .cancelled))
             }

@@ -33,6 +33,9 @@ extension Membership {
         public var version: String
         public var protocolVersion: UInt32
         public var cordoned: Bool
+        /// Machine setup: empty once done (or when there is none), else "running: …" or
+        /// "failed: …". Only a node whose setup is done takes jobs.
+        public var setup: String = ""
 
         public init(
             name: String, address: String, nodeClass: String = "", labels: [String: String] = [:],

@@ -265,6 +265,22 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .logChunk(newValue)}
   }
 
+  public var setupRequest: WireSetupRequest {
+    get {
+      if case .setupRequest(let v)? = _storage._body {return v}
+      return WireSetupRequest()
+    }
+    set {_uniqueStorage()._body = .setupRequest(newValue)}
+  }
+
+  public var setupReply: WireSetupReply {
+    get {
+      if case .setupReply(let v)? = _storage._body {return v}
+      return WireSetupReply()
+    }
+    set {_uniqueStorage()._body = .setupReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -289,6 +305,8 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     case blobChunk(WireBlobChunk)
     case logRequest(WireLogRequest)
     case logChunk(WireLogChunk)
+    case setupRequest(WireSetupRequest)
+    case setupReply(WireSetupReply)
 
   }
 
@@ -527,34 +545,50 @@ public nonisolated struct WireMemberMeta: Sendable {
 
   public var cordoned: Bool = false
 
+  /// Machine setup (`mesh join --setup`): empty once done (or none), else "running: …" or
+  /// "failed: …". A node takes jobs only when it is empty.
+  public var setup: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct WireMemberUpdate: Sendable {
+public nonisolated struct WireMemberUpdate: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var kind: WireMemberUpdate.Kind = .unspecified
+  public var kind: WireMemberUpdate.Kind {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
 
-  public var node: UInt64 = 0
+  public var node: UInt64 {
+    get {_storage._node}
+    set {_uniqueStorage()._node = newValue}
+  }
 
-  public var incarnation: UInt64 = 0
+  public var incarnation: UInt64 {
+    get {_storage._incarnation}
+    set {_uniqueStorage()._incarnation = newValue}
+  }
 
   /// Who suspects or declares dead (SUSPECT, DEAD).
-  public var from: UInt64 = 0
+  public var from: UInt64 {
+    get {_storage._from}
+    set {_uniqueStorage()._from = newValue}
+  }
 
   /// ALIVE only.
   public var meta: WireMemberMeta {
-    get {_meta ?? WireMemberMeta()}
-    set {_meta = newValue}
+    get {_storage._meta ?? WireMemberMeta()}
+    set {_uniqueStorage()._meta = newValue}
   }
   /// Returns true if `meta` has been explicitly set.
-  public var hasMeta: Bool {self._meta != nil}
+  public var hasMeta: Bool {_storage._meta != nil}
   /// Clears the value of `meta`. Subsequent reads from it will return its default value.
-  public mutating func clearMeta() {self._meta = nil}
+  public mutating func clearMeta() {_uniqueStorage()._meta = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -604,7 +638,7 @@ public nonisolated struct WireMemberUpdate: Sendable {
 
   public init() {}
 
-  fileprivate var _meta: WireMemberMeta? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireMemberRecord: Sendable {
@@ -1232,6 +1266,23 @@ public nonisolated struct WireCordonNode: Sendable {
   public init() {}
 }
 
+public nonisolated struct WireDrainNode: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Unix milliseconds; 0: no deadline.
+  public var deadline: Int64 = 0
+
+  public var at: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct WireSetting: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1385,6 +1436,22 @@ public nonisolated struct WireClusterRequest: Sendable {
     set {command = .plan(newValue)}
   }
 
+  public var drain: WireDrainNode {
+    get {
+      if case .drain(let v)? = command {return v}
+      return WireDrainNode()
+    }
+    set {command = .drain(newValue)}
+  }
+
+  public var requeue: WireJobsChange {
+    get {
+      if case .requeue(let v)? = command {return v}
+      return WireJobsChange()
+    }
+    set {command = .requeue(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
@@ -1404,6 +1471,8 @@ public nonisolated struct WireClusterRequest: Sendable {
     case release(WireJobsChange)
     case stored(WireAttemptStored)
     case plan(WirePlanChunk)
+    case drain(WireDrainNode)
+    case requeue(WireJobsChange)
 
   }
 
@@ -1480,6 +1549,14 @@ public nonisolated struct WireNodeRecord: Sendable {
   public var hasCapacity: Bool {self._capacity != nil}
   /// Clears the value of `capacity`. Subsequent reads from it will return its default value.
   public mutating func clearCapacity() {self._capacity = nil}
+
+  public var draining: Bool = false
+
+  public var drainDeadline: Int64 = 0
+
+  public var quarantined: Bool = false
+
+  public var failStreak: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1917,6 +1994,17 @@ public nonisolated struct WireJobSpec: @unchecked Sendable {
     set {_uniqueStorage()._identity = newValue}
   }
 
+  /// Runs only on this node (0: any); canaries test a quarantined node.
+  public var node: UInt64 {
+    get {_storage._node}
+    set {_uniqueStorage()._node = newValue}
+  }
+
+  public var canary: Bool {
+    get {_storage._canary}
+    set {_uniqueStorage()._canary = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2239,6 +2327,11 @@ public nonisolated struct WireJobRecord: @unchecked Sendable {
   public var dependencyFailed: Bool {
     get {_storage._dependencyFailed}
     set {_uniqueStorage()._dependencyFailed = newValue}
+  }
+
+  public var requeueRequested: Bool {
+    get {_storage._requeueRequested}
+    set {_uniqueStorage()._requeueRequested = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2777,6 +2870,39 @@ public nonisolated struct WireLogChunk: Sendable {
   public init() {}
 }
 
+/// `mesh node setup NODE -- CMD…`: the node runs its machine setup again (these commands, which
+/// replace its list, or the list it has) and answers when it is done.
+public nonisolated struct WireSetupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var commands: [String] = []
+
+  public var replace: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireSetupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ok: Bool = false
+
+  public var message: String = String()
+
+  /// The end of the commands' output.
+  public var output: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "mesh.wire"
@@ -2787,7 +2913,7 @@ nonisolated extension WireMemberState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0\u{1}gossip\0\u{3}status_request\0\u{3}status_reply\0\u{3}leave_request\0\u{3}leave_reply\0\u{1}raft\0\u{3}write_request\0\u{3}write_reply\0\u{3}forwarded_write\0\u{3}forwarded_status\0\u{3}blob_put\0\u{3}blob_stored\0\u{3}blob_get\0\u{3}blob_chunk\0\u{3}log_request\0\u{3}log_chunk\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{e}ping\0\u{1}pong\0\u{1}error\0\u{3}ping_peer\0\u{3}ping_peer_result\0\u{1}gossip\0\u{3}status_request\0\u{3}status_reply\0\u{3}leave_request\0\u{3}leave_reply\0\u{1}raft\0\u{3}write_request\0\u{3}write_reply\0\u{3}forwarded_write\0\u{3}forwarded_status\0\u{3}blob_put\0\u{3}blob_stored\0\u{3}blob_get\0\u{3}blob_chunk\0\u{3}log_request\0\u{3}log_chunk\0\u{3}setup_request\0\u{3}setup_reply\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -3099,6 +3225,32 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._body = .logChunk(v)
           }
         }()
+        case 37: try {
+          var v: WireSetupRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setupRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setupRequest(v)
+          }
+        }()
+        case 38: try {
+          var v: WireSetupReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setupReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setupReply(v)
+          }
+        }()
         default: break
         }
       }
@@ -3201,6 +3353,14 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .logChunk?: try {
         guard case .logChunk(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+      }()
+      case .setupRequest?: try {
+        guard case .setupRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+      }()
+      case .setupReply?: try {
+        guard case .setupReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
       }()
       case nil: break
       }
@@ -3479,7 +3639,7 @@ nonisolated extension WireErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemberMeta"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}address\0\u{3}node_class\0\u{1}labels\0\u{1}slots\0\u{1}cpus\0\u{3}memory_mb\0\u{1}gpus\0\u{3}gpu_model\0\u{1}version\0\u{3}protocol_version\0\u{1}cordoned\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}address\0\u{3}node_class\0\u{1}labels\0\u{1}slots\0\u{1}cpus\0\u{3}memory_mb\0\u{1}gpus\0\u{3}gpu_model\0\u{1}version\0\u{3}protocol_version\0\u{1}cordoned\0\u{1}setup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3499,6 +3659,7 @@ nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 10: try { try decoder.decodeSingularStringField(value: &self.version) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
       case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.setup) }()
       default: break
       }
     }
@@ -3541,6 +3702,9 @@ nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.cordoned != false {
       try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 12)
     }
+    if !self.setup.isEmpty {
+      try visitor.visitSingularStringField(value: self.setup, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3557,6 +3721,7 @@ nonisolated extension WireMemberMeta: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.version != rhs.version {return false}
     if lhs.protocolVersion != rhs.protocolVersion {return false}
     if lhs.cordoned != rhs.cordoned {return false}
+    if lhs.setup != rhs.setup {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3566,51 +3731,95 @@ nonisolated extension WireMemberUpdate: SwiftProtobuf.Message, SwiftProtobuf._Me
   public static let protoMessageName: String = _protobuf_package + ".MemberUpdate"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}node\0\u{1}incarnation\0\u{1}from\0\u{1}meta\0")
 
+  fileprivate class _StorageClass {
+    var _kind: WireMemberUpdate.Kind = .unspecified
+    var _node: UInt64 = 0
+    var _incarnation: UInt64 = 0
+    var _from: UInt64 = 0
+    var _meta: WireMemberMeta? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _kind = source._kind
+      _node = source._node
+      _incarnation = source._incarnation
+      _from = source._from
+      _meta = source._meta
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
-      case 2: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.incarnation) }()
-      case 4: try { try decoder.decodeSingularFixed64Field(value: &self.from) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
+        case 2: try { try decoder.decodeSingularFixed64Field(value: &_storage._node) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._incarnation) }()
+        case 4: try { try decoder.decodeSingularFixed64Field(value: &_storage._from) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._meta) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.kind != .unspecified {
-      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._kind != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 1)
+      }
+      if _storage._node != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._node, fieldNumber: 2)
+      }
+      if _storage._incarnation != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._incarnation, fieldNumber: 3)
+      }
+      if _storage._from != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._from, fieldNumber: 4)
+      }
+      try { if let v = _storage._meta {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
     }
-    if self.node != 0 {
-      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 2)
-    }
-    if self.incarnation != 0 {
-      try visitor.visitSingularUInt64Field(value: self.incarnation, fieldNumber: 3)
-    }
-    if self.from != 0 {
-      try visitor.visitSingularFixed64Field(value: self.from, fieldNumber: 4)
-    }
-    try { if let v = self._meta {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireMemberUpdate, rhs: WireMemberUpdate) -> Bool {
-    if lhs.kind != rhs.kind {return false}
-    if lhs.node != rhs.node {return false}
-    if lhs.incarnation != rhs.incarnation {return false}
-    if lhs.from != rhs.from {return false}
-    if lhs._meta != rhs._meta {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._incarnation != rhs_storage._incarnation {return false}
+        if _storage._from != rhs_storage._from {return false}
+        if _storage._meta != rhs_storage._meta {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4848,6 +5057,46 @@ nonisolated extension WireCordonNode: SwiftProtobuf.Message, SwiftProtobuf._Mess
   }
 }
 
+nonisolated extension WireDrainNode: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainNode"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}deadline\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.deadline) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.deadline != 0 {
+      try visitor.visitSingularInt64Field(value: self.deadline, fieldNumber: 2)
+    }
+    if self.at != 0 {
+      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireDrainNode, rhs: WireDrainNode) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.deadline != rhs.deadline {return false}
+    if lhs.at != rhs.at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension WireSetting: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Setting"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
@@ -4885,7 +5134,7 @@ nonisolated extension WireSetting: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0\u{1}submit\0\u{1}assign\0\u{1}started\0\u{1}finished\0\u{1}lost\0\u{1}cancel\0\u{1}retry\0\u{1}hold\0\u{1}release\0\u{1}stored\0\u{1}plan\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{1}sequence\0\u{2}\u{8}register\0\u{1}unregister\0\u{1}cordon\0\u{1}uncordon\0\u{3}set_setting\0\u{1}submit\0\u{1}assign\0\u{1}started\0\u{1}finished\0\u{1}lost\0\u{1}cancel\0\u{1}retry\0\u{1}hold\0\u{1}release\0\u{1}stored\0\u{1}plan\0\u{1}drain\0\u{1}requeue\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5093,6 +5342,32 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
           self.command = .plan(v)
         }
       }()
+      case 26: try {
+        var v: WireDrainNode?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .drain(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .drain(v)
+        }
+      }()
+      case 27: try {
+        var v: WireJobsChange?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .requeue(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .requeue(v)
+        }
+      }()
       default: break
       }
     }
@@ -5173,6 +5448,14 @@ nonisolated extension WireClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._
     case .plan?: try {
       guard case .plan(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .drain?: try {
+      guard case .drain(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .requeue?: try {
+      guard case .requeue(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
     case nil: break
     }
@@ -5279,7 +5562,7 @@ nonisolated extension WireRaftSnapshot: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0\u{1}draining\0\u{3}drain_deadline\0\u{1}quarantined\0\u{3}fail_streak\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5294,6 +5577,10 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 5: try { try decoder.decodeSingularStringField(value: &self.cordonReason) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.registeredAt) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._capacity) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.drainDeadline) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.quarantined) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.failStreak) }()
       default: break
       }
     }
@@ -5325,6 +5612,18 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try { if let v = self._capacity {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if self.draining != false {
+      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 8)
+    }
+    if self.drainDeadline != 0 {
+      try visitor.visitSingularInt64Field(value: self.drainDeadline, fieldNumber: 9)
+    }
+    if self.quarantined != false {
+      try visitor.visitSingularBoolField(value: self.quarantined, fieldNumber: 10)
+    }
+    if self.failStreak != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failStreak, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5336,6 +5635,10 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.cordonReason != rhs.cordonReason {return false}
     if lhs.registeredAt != rhs.registeredAt {return false}
     if lhs._capacity != rhs._capacity {return false}
+    if lhs.draining != rhs.draining {return false}
+    if lhs.drainDeadline != rhs.drainDeadline {return false}
+    if lhs.quarantined != rhs.quarantined {return false}
+    if lhs.failStreak != rhs.failStreak {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6015,7 +6318,7 @@ nonisolated extension WireJobResources: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0\u{1}sweep\0\u{1}stage\0\u{1}parameters\0\u{1}identity\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0\u{1}sweep\0\u{1}stage\0\u{1}parameters\0\u{1}identity\0\u{1}node\0\u{1}canary\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -6036,6 +6339,8 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
     var _stage: String = String()
     var _parameters: [WireParameter] = []
     var _identity: String = String()
+    var _node: UInt64 = 0
+    var _canary: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6064,6 +6369,8 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       _stage = source._stage
       _parameters = source._parameters
       _identity = source._identity
+      _node = source._node
+      _canary = source._canary
     }
   }
 
@@ -6100,6 +6407,8 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._stage) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._parameters) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
+        case 19: try { try decoder.decodeSingularFixed64Field(value: &_storage._node) }()
+        case 20: try { try decoder.decodeSingularBoolField(value: &_storage._canary) }()
         default: break
         }
       }
@@ -6166,6 +6475,12 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       if !_storage._identity.isEmpty {
         try visitor.visitSingularStringField(value: _storage._identity, fieldNumber: 18)
       }
+      if _storage._node != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._node, fieldNumber: 19)
+      }
+      if _storage._canary != false {
+        try visitor.visitSingularBoolField(value: _storage._canary, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6193,6 +6508,8 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         if _storage._stage != rhs_storage._stage {return false}
         if _storage._parameters != rhs_storage._parameters {return false}
         if _storage._identity != rhs_storage._identity {return false}
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._canary != rhs_storage._canary {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6617,7 +6934,7 @@ nonisolated extension WireJobEvent: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}spec\0\u{1}provenance\0\u{3}submitted_at\0\u{3}submitted_via\0\u{1}state\0\u{1}reason\0\u{1}history\0\u{1}attempts\0\u{1}results\0\u{3}results_bundle\0\u{3}cancel_requested\0\u{3}lost_attempts\0\u{3}failed_attempts\0\u{3}dependency_failed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}spec\0\u{1}provenance\0\u{3}submitted_at\0\u{3}submitted_via\0\u{1}state\0\u{1}reason\0\u{1}history\0\u{1}attempts\0\u{1}results\0\u{3}results_bundle\0\u{3}cancel_requested\0\u{3}lost_attempts\0\u{3}failed_attempts\0\u{3}dependency_failed\0\u{3}requeue_requested\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -6635,6 +6952,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _lostAttempts: UInt32 = 0
     var _failedAttempts: UInt32 = 0
     var _dependencyFailed: Bool = false
+    var _requeueRequested: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6660,6 +6978,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _lostAttempts = source._lostAttempts
       _failedAttempts = source._failedAttempts
       _dependencyFailed = source._dependencyFailed
+      _requeueRequested = source._requeueRequested
     }
   }
 
@@ -6693,6 +7012,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._lostAttempts) }()
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._failedAttempts) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._dependencyFailed) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._requeueRequested) }()
         default: break
         }
       }
@@ -6750,6 +7070,9 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if _storage._dependencyFailed != false {
         try visitor.visitSingularBoolField(value: _storage._dependencyFailed, fieldNumber: 15)
       }
+      if _storage._requeueRequested != false {
+        try visitor.visitSingularBoolField(value: _storage._requeueRequested, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6774,6 +7097,7 @@ nonisolated extension WireJobRecord: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._lostAttempts != rhs_storage._lostAttempts {return false}
         if _storage._failedAttempts != rhs_storage._failedAttempts {return false}
         if _storage._dependencyFailed != rhs_storage._dependencyFailed {return false}
+        if _storage._requeueRequested != rhs_storage._requeueRequested {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -7864,6 +8188,81 @@ nonisolated extension WireLogChunk: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.offset != rhs.offset {return false}
     if lhs.data != rhs.data {return false}
     if lhs.complete != rhs.complete {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSetupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}commands\0\u{1}replace\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.commands) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.replace) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.commands.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.commands, fieldNumber: 1)
+    }
+    if self.replace != false {
+      try visitor.visitSingularBoolField(value: self.replace, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSetupRequest, rhs: WireSetupRequest) -> Bool {
+    if lhs.commands != rhs.commands {return false}
+    if lhs.replace != rhs.replace {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSetupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ok\0\u{1}message\0\u{1}output\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.output) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ok != false {
+      try visitor.visitSingularBoolField(value: self.ok, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    if !self.output.isEmpty {
+      try visitor.visitSingularStringField(value: self.output, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSetupReply, rhs: WireSetupReply) -> Bool {
+    if lhs.ok != rhs.ok {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.output != rhs.output {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
