@@ -293,10 +293,10 @@ final class Lifecycle {
             client = ClusterState.ClientID(UInt64.random(in: 1 ... .max))
             sequence = 0
             requeued.removeAll()
-            // A new coordinator waits a pause before its first canary or scale-up.
+            // A new coordinator waits a pause before its first canary (the old one may have just
+            // sent one); scale-up needs jobs that have waited `scale_up_after_seconds` anyway.
             let now = ContinuousClock.now
             for n in consensus.state.nodes.keys { lastCanary[n] = now }
-            lastScaleUp = now
         }
         let state = consensus.state
         let nowMillis = unixMillis()

@@ -108,6 +108,13 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The release of this build.
+/// The mesh release. Nodes gossip it (`mesh status` shows each one's, and a mixed mesh during a
+/// rolling upgrade); what decides whether two nodes work together is the protocol version
+/// (`Wire.protocolVersion`, the protocol's major version: changes that add fields or messages keep
+/// it, and an agent ignores what it does not know).
 public enum MeshVersion {
-    public static let string = "0.1.0"
+    public static let release = "0.2.0"
+    /// `MESH_TEST_VERSION=V` makes a process call itself release V: the rolling-upgrade test plays
+    /// an old and a new release with one build. Nothing else reads it.
+    public static let string = getenv("MESH_TEST_VERSION").map { String(cString: $0) } ?? release
 }

@@ -54,13 +54,13 @@ final class Scratch: @unchecked Sendable {
     /// Starts `mesh agent` in the foreground (held by this test) on a free loopback port, and waits
     /// for it to publish its endpoint.
     func startAgent(_ dataDir: String, name: String, join seeds: [String] = [], extra: [String] = [],
-                    environment: [String: String]? = nil) throws -> AgentProcess {
+                    environment: [String: String]? = nil, binary: String = MeshBinary.path) throws -> AgentProcess {
         let log = dataDir + ".log"
         unlink(dataDir + "/agent.endpoint")
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment ?? [:] { env[k] = v }
         let args = ["agent", "--data-dir", dataDir, "--name", name, "--listen", "127.0.0.1:0"] + seeds.flatMap { ["--join", $0] } + extra
-        let p = try ChildProcess.spawn(MeshBinary.path, args, environment: env, stdout: log, stderr: log)
+        let p = try ChildProcess.spawn(binary, args, environment: env, stdout: log, stderr: log)
         lock.withLock { agents.append(p) }
         let endpointFile = dataDir + "/agent.endpoint"
         let deadline = ContinuousClock.now + .seconds(20)

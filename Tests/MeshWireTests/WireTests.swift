@@ -150,3 +150,33 @@ struct SweepWireTests {
         }
     }
 }
+
+@Suite("Wire: running a lab")
+struct LabWireTests {
+    @Test("drain, requeue, pinned canaries, a quarantined and a draining node and a job being requeued survive the log and a snapshot")
+    func roundTrip() throws {
+        let commands: [ClusterState.Command] = [
+            .register(NodeID(1), name: "a", address: "a:1", capacity: .init(slots: 2)),
+            .register(NodeID(2), name: "b", address: "b:1", capacity: .init(slots: 2)),
+            .setSetting(key: "quarantine_after", value: "1"),
+            .submit(JobSpec(command: ["sleep", "9"], node: NodeID(1)), Provenance(), at: 1, via: NodeID(1)),
+            .assign([.init(job: 1, attempt: 1, node: NodeID(1), gpus: [], term: 1, at: 2)]),
+            .drain(name: "a", deadline: 9000, at: 3),
+            .requeue([1], reason: "deadline", at: 9001),
+            .submit(JobSpec(command: ["true"], node: NodeID(2)), Provenance(), at: 4, via: NodeID(1)),
+            .assign([.init(job: 2, attempt: 1, node: NodeID(2), gpus: [], term: 1, at: 5)]),
+            .finished(.init(job: 2, attempt: 1, node: NodeID(2), outcome: .failedToStart("disk"), at: 6)),
+            .submit(JobSpec(command: ["true"], node: NodeID(2), canary: true), Provenance(), at: 7, via: NodeID(1)),
+        ]
+        var state = ClusterState()
+        for (i, c) in commands.enumerated() {
+            let request = ClusterState.Request(client: .init(1), sequence: UInt64(i + 1), command: c)
+            #expect(try Wire.request(Wire.wire(request)) == request)
+            #expect(state.apply(request, at: UInt64(i + 1)).isDone, "\(c)")
+        }
+        #expect(state.nodes[NodeID(1)]?.draining == true && state.nodes[NodeID(2)]?.quarantined == true)
+        #expect(state.jobs[1]?.requeueRequested == true && state.jobs[3]?.spec.canary == true)
+        let back = try Wire.clusterState(Wire.encode(state))
+        #expect(back == state)
+    }
+}
