@@ -1,0 +1,34 @@
+import Foundation
+import MeshAgent
+import MeshTestSupport
+import Testing
+
+/// `deploy/rollout` against a real sshd on 127.0.0.1 with three local users as three hosts
+/// (`deploy/test-rollout` does the work and cleans up after itself; it needs root to add users, as
+/// CI has, and openssh-server, which CI installs).
+@Suite("Rollout over ssh")
+struct DeployTests {
+    static var available: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd")
+            && FileManager.default.isExecutableFile(atPath: "/usr/sbin/useradd")
+    }
+
+    static var script: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/test-rollout").path
+    }
+
+    @Test("rollout joins three hosts and reports an unreachable one; a re-run changes nothing; --only and --skip; a bad hosts file is refused; setup: lines run", .enabled(if: available))
+    func rollout() throws {
+        let dir = try TemporaryDirectory("rollout")
+        defer { dir.remove() }
+        let out = dir.sub("out.txt")
+        let p = try ChildProcess.spawn(Self.script, [MeshBinary.path], stdout: out, stderr: out)
+        let status = p.wait(timeout: .seconds(600)) ?? p.terminate(grace: .seconds(10))
+        let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        print(output)
+        #expect(status == .exited(0), "\(output)")
+        #expect(!output.contains("not ok"), "\(output)")
+        #expect(!output.contains("SKIP setup check"), "the binary knows --setup: \(output)")
+    }
+}
