@@ -91,7 +91,7 @@ struct AttemptStarted: Codable {
 }
 
 struct AttemptResult: Codable {
-    enum Kind: String, Codable { case exited, signalled, timedOut, cancelled, lost, failedToStart }
+    enum Kind: String, Codable { case exited, signalled, timedOut, cancelled, lost, failedToStart, rejected }
     var kind: Kind
     var code: Int32 = 0
     var reason: String = ""
@@ -117,6 +117,7 @@ struct AttemptResult: Codable {
         case .cancelled: .cancelled
         case .lost: .lost(reason)
         case .failedToStart: .failedToStart(reason)
+        case .rejected: .rejected(reason)
         }
     }
 }

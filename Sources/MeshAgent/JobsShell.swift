@@ -220,24 +220,31 @@ final class JobsShell {
         fetch(bundle, loop: loop) { [weak self] ok in
             guard let self, self.local[key]?.phase == .preparing else { return }
             guard ok else {
-                return self.failedToStart(key, "could not fetch the code bundle \(bundle.hash.prefix(12)) from any node that holds it", loop: loop)
+                // Neither the job's fault nor this machine's: run it again (elsewhere, or once a holder is back).
+                return self.ended(key, .lost("could not fetch the code bundle \(bundle.hash.prefix(12)) from any node that holds it"), loop: loop)
             }
             let archive = self.blobs.path(bundle.hash)
             let workspace = files.workspace
             let limit = self.settings.bundleLimit * 4
             self.background.async { [post = self.post] in
-                let outcome: String?
-                do {
-                    try Archive.unpack(archive, into: workspace, limit: limit)
-                    outcome = nil
-                } catch {
-                    outcome = "cannot unpack the code bundle: \(error)"
-                }
+                let outcome = JobsShell.unpack(archive, into: workspace, limit: limit)
                 post { loop in
                     guard let jobs = (loop.handler as? AgentHandler)?.jobs, jobs.local[key]?.phase == .preparing else { return }
-                    if let outcome { jobs.failedToStart(key, outcome, loop: loop) } else { jobs.launch(key, loop: loop) }
+                    if let outcome { jobs.ended(key, outcome, loop: loop) } else { jobs.launch(key, loop: loop) }
                 }
             }
+        }
+    }
+
+    /// Unpacks a code bundle; nil if it worked, else how the attempt ends: a disk that is full or
+    /// failing is the machine's, a bundle that is too big, damaged or hostile the job's.
+    private static func unpack(_ archive: String, into workspace: String, limit: UInt64) -> AttemptOutcome? {
+        do {
+            try Archive.unpack(archive, into: workspace, limit: limit)
+            return nil
+        } catch {
+            if case .io = error { return .failedToStart("cannot unpack the code bundle: \(error)") }
+            return .rejected("cannot unpack its code bundle: \(error)")
         }
     }
 

@@ -45,15 +45,23 @@ final class Lifecycle {
     // Idle shutdown
     private var idleSince: ContinuousClock.Instant = .now
     private var shuttingDown = false
+    private var idleRefusalLogged = false
+    /// Whether this agent has looked for a drain left by its own earlier `mesh leave`.
+    private var leavingChecked = false
 
     // Coordinator duties
     private var client = ClusterState.ClientID(0)
     private var sequence: UInt64 = 0
     private var term: Consensus.Term = 0
     private var requeued: [JobID: ContinuousClock.Instant] = [:]
+    /// When this coordinator first saw each node's current drain (its log index).
+    private var drainSeen: [NodeID: (index: Consensus.Index, at: ContinuousClock.Instant)] = [:]
     private var lastCanary: [NodeID: ContinuousClock.Instant] = [:]
+    /// Canaries that failed in a row per node: the pause before the next doubles with each.
+    private var canaryFailures: [NodeID: (count: Int, last: JobID)] = [:]
     private var scaleUps: [ChildProcess] = []
     private var lastScaleUp: ContinuousClock.Instant?
+    private var electedAt: ContinuousClock.Instant = .now
 
     init(id: NodeID, directory: DataDirectory, secret: ClusterSecret, settings: LifecycleSettings, consensus: ConsensusShell,
          membership: MembershipShell, jobs: JobsShell, logger: Logger,
@@ -76,8 +84,15 @@ final class Lifecycle {
 
     func start(loop: TransportLoop) {
         if !settings.setup.isEmpty {
-            try? saveSetup(settings.setup)
-            runSetup(settings.setup, loop: loop) { _, _ in }
+            // The --setup options, unless they are those of the last start and `mesh node setup`
+            // has replaced them since: then its list (the fix someone made) runs.
+            let flagsFile = directory.path + "/setup-options.json"
+            let flags = (try? JSONEncoder().encode(settings.setup)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let previous = (try? String(contentsOfFile: flagsFile, encoding: .utf8)) ?? ""
+            var commands = settings.setup
+            if previous == flags, !storedSetup().isEmpty { commands = storedSetup() } else { try? saveSetup(commands) }
+            try? directory.writeAtomically(flagsFile, flags)
+            runSetup(commands, loop: loop) { _, _ in }
         }
         tick(loop)
     }
@@ -85,6 +100,7 @@ final class Lifecycle {
     private func tick(_ loop: TransportLoop) {
         loop.schedule(after: .seconds(1)) { [weak self] loop in
             guard let self else { return }
+            self.liftOwnLeavingDrain(loop)
             self.idleCheck(loop)
             if self.consensus.instance.role == .leader { self.coordinate(loop) }
             self.reapScaleUps()
@@ -110,15 +126,15 @@ final class Lifecycle {
     /// `mesh node setup`: these commands (replacing the stored list) or the stored list, run now;
     /// the answer comes when they are done.
     func setupRequest(_ r: WireSetupRequest, path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
+        guard !setupRunning else {
+            return path.send(Wire.error(.retryLater, "this node's setup is running already; try again when it is done", requestID: requestID), loop: loop)
+        }
         var commands = storedSetup()
         if r.replace {
             commands = r.commands
             do { try saveSetup(commands) } catch {
                 return path.send(Wire.error(.internal, "cannot store the setup commands: \(error)", requestID: requestID), loop: loop)
             }
-        }
-        guard !setupRunning else {
-            return path.send(Wire.error(.retryLater, "this node's setup is running already; try again when it is done", requestID: requestID), loop: loop)
         }
         runSetup(commands, loop: loop) { reply, loop in
             path.send(Wire.envelope(.setupReply(reply), requestID: requestID), loop: loop)
@@ -137,6 +153,7 @@ final class Lifecycle {
         publishSetup(commands.isEmpty ? "" : "running: 1 of \(commands.count)", loop: loop)
         logger.info("machine setup", metadata: ["commands": "\(commands.count)"])
         background.async { [post] in
+            let start = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64) ?? 0
             var outcome = SetupOutcome(ok: true, summary: "", output: "")
             for (i, raw) in commands.enumerated() {
                 let command = raw.replacingOccurrences(of: "{MACHINE}", with: machine)
@@ -150,6 +167,8 @@ final class Lifecycle {
                     break
                 }
             }
+            // The output of every command of this run (its end, if it is long).
+            outcome.output = Lifecycle.tail(log, from: start, limit: 8192)
             let result = outcome
             post { loop in (loop.handler as? AgentHandler)?.lifecycle?.setupDone(result, count: commands.count, loop: loop) }
         }
@@ -171,7 +190,7 @@ final class Lifecycle {
             logger.info("machine setup done")
             publishSetup("", loop: loop)
         } else {
-            let last = o.output.split(separator: "\n").last.map(String.init) ?? ""
+            let last = o.summary.isEmpty ? "" : (o.output.split(separator: "\n").last(where: { !$0.hasPrefix("== ") }).map(String.init) ?? "")
             reply.message = "setup failed: \(o.summary)" + (last.isEmpty ? "" : ": \(last)") + "; the node takes no jobs (output in \(setupLog))"
             logger.warning("machine setup failed: the node takes no jobs", metadata: ["why": "\(o.summary)", "output": "\(last)"])
             publishSetup(Lifecycle.clip("failed: \(o.summary)" + (last.isEmpty ? "" : ": \(last)"), 250), loop: loop)
@@ -219,6 +238,7 @@ final class Lifecycle {
             outcome = SetupOutcome(ok: false, summary: "could not start: \(error)", output: "")
         }
         var o = outcome
+        // The last line of this command's own output, for the one-line reason.
         o.output = tail(log, from: before + UInt64(header.utf8.count), limit: 4096)
         return o
     }
@@ -251,13 +271,23 @@ final class Lifecycle {
             return
         }
         guard ContinuousClock.now - idleSince >= after else { return }
+        // The only voter leaving would leave the others without a coordinator for good.
+        let voters = consensus.instance.configuration.voters
+        let othersAlive = membership.instance.memberList.contains { $0.id != id && $0.state == .alive }
+        if voters == [id], othersAlive {
+            if !idleRefusalLogged {
+                logger.warning("idle, but this node is the mesh's only voter: it stays (the others could not elect a coordinator without it)")
+                idleRefusalLogged = true
+            }
+            return
+        }
         shuttingDown = true
         logger.info("idle: leaving the mesh, then running the idle command", metadata: ["after": "\(after)"])
         // Drain first so that nothing is assigned here while we leave; then wait for anything
         // that was assigned meanwhile to end.
         let name = membership.instance.meta.name
         let request = ClusterState.Request(client: ClusterState.ClientID(UInt64.random(in: 1 ... .max)), sequence: 1,
-                                           command: .drain(name: name, deadline: 0, at: unixMillis()))
+                                           command: .drain(name: name, deadlineMillis: 0, leaving: true))
         consensus.write(request, path: .local({ [weak self] _, loop in self?.leaveWhenIdle(loop) }), requestID: 0, forwarded: false, loop: loop)
     }
 
@@ -293,6 +323,8 @@ final class Lifecycle {
             client = ClusterState.ClientID(UInt64.random(in: 1 ... .max))
             sequence = 0
             requeued.removeAll()
+            drainSeen.removeAll()
+            electedAt = .now
             // A new coordinator waits a pause before its first canary (the old one may have just
             // sent one); scale-up needs jobs that have waited `scale_up_after_seconds` anyway.
             let now = ContinuousClock.now
@@ -301,9 +333,13 @@ final class Lifecycle {
         let state = consensus.state
         let nowMillis = unixMillis()
         var commands: [ClusterState.Command] = []
-        // Drains whose deadline passed: requeue what still runs there (once per job and minute).
+        // Drains whose deadline passed, timed from when this coordinator saw them (after a
+        // failover the new one starts counting anew: later, never earlier): requeue what still
+        // runs there (once per job and minute).
         var active: [NodeID: [Job]]?
-        for n in state.nodes.values.sorted(by: { $0.id < $1.id }) where n.draining && n.drainDeadline > 0 && nowMillis >= n.drainDeadline {
+        for n in state.nodes.values.sorted(by: { $0.id < $1.id }) where n.draining && n.drainDeadlineMillis > 0 {
+            if drainSeen[n.id]?.index != n.drainIndex { drainSeen[n.id] = (n.drainIndex, .now) }
+            guard let seen = drainSeen[n.id], ContinuousClock.now - seen.at >= .milliseconds(n.drainDeadlineMillis) else { continue }
             if active == nil { active = Dictionary(grouping: state.activeJobs, by: { $0.current?.node ?? NodeID(0) }) }
             let ids = (active?[n.id] ?? []).filter { job in
                 !job.cancelRequested && !job.requeueRequested && requeued[job.id].map { ContinuousClock.now - $0 > .seconds(60) } != false
@@ -323,22 +359,52 @@ final class Lifecycle {
 
     /// One canary at a time for each quarantined node that is alive and done with its setup,
     /// `quarantine_canary_seconds` (default 30) after the last.
+    /// A canary that failed doubles the pause before the next one (up to an hour); waiting
+    /// canaries for a node that is no longer quarantined (re-admitted by hand, drained, gone) are
+    /// cancelled.
     private func canaries(_ state: ClusterState, at: Int64) -> [ClusterState.Command] {
+        let waiting = state.pendingJobs.filter(\.spec.canary)
+        let stale = waiting.filter { job in job.spec.node.map { state.nodes[$0]?.quarantined != true } ?? true }.map(\.id)
+        var out: [ClusterState.Command] = stale.isEmpty ? [] : [.cancel(stale, reason: "its node is no longer quarantined", at: at)]
         let quarantined = state.nodes.values.filter(\.quarantined).sorted { $0.id < $1.id }
-        guard !quarantined.isEmpty else { return [] }
-        let pause = Duration.seconds(double: state.settings["quarantine_canary_seconds"].flatMap(Double.init) ?? 30)
-        let inFlight = Set((state.pendingJobs + state.activeJobs).filter(\.spec.canary).compactMap(\.spec.node))
-        var out: [ClusterState.Command] = []
+        guard !quarantined.isEmpty else { return out }
+        let pause = state.settings["quarantine_canary_seconds"].flatMap(Double.init) ?? 30
+        let inFlight = Set((waiting + state.activeJobs.filter(\.spec.canary)).compactMap(\.spec.node))
         for n in quarantined where !inFlight.contains(n.id) {
             guard let m = membership.instance.member(n.id), m.state == .alive, m.meta.setup.isEmpty else { continue }
-            if let last = lastCanary[n.id], ContinuousClock.now - last < pause { continue }
+            // How the last canary of ours went.
+            if let f = canaryFailures[n.id], let job = state.jobs[f.last], job.state == .failed {
+                canaryFailures[n.id] = (f.count + 1, 0)
+            }
+            let failures = canaryFailures[n.id]?.count ?? 0
+            let wait = Duration.seconds(double: min(3600, pause * Double(1 << min(failures, 12))))
+            if let last = lastCanary[n.id], ContinuousClock.now - last < wait { continue }
             lastCanary[n.id] = .now
             let spec = JobSpec(name: "canary for \(n.name)", command: ["/bin/sh", "-c", "true"], priority: Int(Int32.max),
                                node: n.id, canary: true)
             logger.info("a canary for a quarantined node", metadata: ["node": "\(n.name)"])
             out.append(.submit(spec, Provenance(submitter: "mesh (quarantine)"), at: at, via: id))
+            // Its id is the next one, unless another job is created first; then the failure is
+            // not seen and the pause stays as it was (harmless).
+            canaryFailures[n.id] = (failures, state.nextJobID)
         }
         return out
+    }
+
+    /// A node back after its own `mesh leave` (or idle shutdown) takes jobs again: once caught up,
+    /// its agent lifts a leaving drain committed before it started.
+    private func liftOwnLeavingDrain(_ loop: TransportLoop) {
+        guard !leavingChecked, consensus.instance.caughtUp, consensus.instance.appliedIndex > 0 else { return }
+        guard let me = consensus.state.nodes[id] else { return }
+        leavingChecked = true
+        guard me.draining, me.leaving, me.drainIndex <= consensus.instance.appliedIndex else { return }
+        logger.info("back after leaving the mesh: lifting the drain")
+        let request = ClusterState.Request(client: ClusterState.ClientID(UInt64.random(in: 1 ... .max)), sequence: 1,
+                                           command: .uncordon(name: me.name))
+        consensus.write(request, path: .local({ [weak self] envelope, _ in
+            if case .writeReply = envelope.body { return }
+            self?.leavingChecked = false  // no coordinator yet: try again at the next tick
+        }), requestID: 0, forwarded: false, loop: loop)
     }
 
     /// The mesh setting `scale_up`: run when a job has waited longer than `scale_up_after_seconds`
@@ -354,6 +420,9 @@ final class Lifecycle {
         let pause = Duration.seconds(double: s["scale_up_pause_seconds"].flatMap(Double.init) ?? 120)
         guard scaleUps.count < max else { return }
         if let last = lastScaleUp, ContinuousClock.now - last < pause { return }
+        // A new coordinator waits `scale_up_after_seconds` itself first: its predecessor may have
+        // just run the command for the same jobs.
+        if ContinuousClock.now - electedAt < .seconds(double: after) { return }
         let waiting = state.pendingJobs.filter { job in
             !job.spec.canary && (at - (job.history.last?.at ?? at)) >= Int64(after * 1000)
         }

@@ -55,12 +55,13 @@ private struct Supervision {
         logFD = open(files.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer { if logFD >= 0 { close(logFD) } }
         guard Archive.safe(spec.workdir) || spec.workdir.isEmpty else {
-            return failed("the working directory '\(spec.workdir)' is not inside the workspace")
+            return rejected("the working directory '\(spec.workdir)' is not inside the workspace")
         }
         let cwd = spec.workdir.isEmpty ? files.workspace : files.workspace + "/" + spec.workdir
         var st = stat()
         guard stat(cwd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
-            return failed("no directory \(spec.workdir.isEmpty ? "workspace" : spec.workdir) in the workspace")
+            // The workspace itself is the agent's (the machine's); a working directory is the job's.
+            return spec.workdir.isEmpty ? failed("no workspace directory") : rejected("no directory \(spec.workdir) in the job's code")
         }
         guard !spec.command.isEmpty else { return failed("no command") }
         // Stopped (superseded, cancelled) or out of lease before the command starts: it never runs.
@@ -185,6 +186,14 @@ private struct Supervision {
 
     func leaseExpiry() -> Int64? {
         (try? String(contentsOfFile: files.lease, encoding: .utf8)).flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// The job cannot run as given (the job's failure, wherever it runs).
+    mutating func rejected(_ why: String) -> AttemptResult {
+        var r = AttemptResult(kind: .rejected, reason: why, endedAt: unixMillis())
+        r.logBytes = logBytes
+        note(why)
+        return r
     }
 
     func failed(_ why: String) -> AttemptResult {

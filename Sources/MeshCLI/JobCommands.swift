@@ -85,6 +85,7 @@ func describe(_ o: AttemptOutcome) -> String {
     case .cancelled: "cancelled"
     case .lost(let why): "lost: \(why)"
     case .failedToStart(let why): "failed to start: \(why)"
+    case .rejected(let why): "cannot run: \(why)"
     }
 }
 

@@ -51,14 +51,11 @@ struct JoinCommand: ParsableCommand {
                 let alive = started.status.members.filter { Membership.State($0.record.state) == .alive }.map(\.record.meta.name).sorted()
                 print("Joined mesh \(token.secret.keys.fingerprint) as \(agent.name): \(alive.count) members alive (\(alive.joined(separator: ", "))).")
                 print("The agent runs in the background (pid \(started.pid), log \(dir.logFile)); `mesh status` shows the mesh.")
-                // Back after `mesh leave` (which drained it): it takes jobs again.
-                let client = try MeshClient(address: dir.localAddress, secret: token.secret)
-                defer { client.close() }
-                if let me = try? client.status(), me.nodes.contains(where: { $0.id == me.nodeID && $0.draining }) {
-                    _ = try? client.write(.uncordon(name: agent.name))
-                    print("It had been drained (it left earlier): uncordoned, it takes jobs again.")
+                if !agent.setup.isEmpty {
+                    let client = try MeshClient(address: dir.localAddress, secret: token.secret)
+                    defer { client.close() }
+                    try waitForSetup(client, dir: dir)
                 }
-                if !agent.setup.isEmpty { try waitForSetup(client, dir: dir) }
             case .alreadyMember(let pid, let status):
                 print("Already a member: the agent of \(dir.path) is running (pid \(pid)) as \(status.node.name); nothing to do.")
             }
@@ -95,7 +92,7 @@ struct LeaveCommand: ParsableCommand {
                 let client = try MeshClient(address: dir.localAddress, secret: try dir.readKey())
                 defer { client.close() }
                 let me = try client.status(local: true).node.name
-                try drain(me, deadline: deadline?.duration, client: client)
+                try drain(me, deadline: deadline?.duration, leaving: true, client: client)
                 try waitUntilDrained(me, client: client)
             }
             let told = try MeshSetup.leave(data.directory)

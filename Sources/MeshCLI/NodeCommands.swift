@@ -33,17 +33,16 @@ struct DrainCommand: ParsableCommand {
         try reportingErrors {
             let client = try MeshClient(address: try remote.target(data), secret: try remote.secret(data))
             defer { client.close() }
-            try drain(node, deadline: deadline?.duration, client: client)
+            try drain(node, deadline: deadline?.duration, leaving: false, client: client)
             if wait { try waitUntilDrained(node, client: client) }
         }
     }
 }
 
 /// Writes a drain of `node` and prints the coordinator's answer.
-func drain(_ node: String, deadline: Duration?, client: MeshClient) throws {
-    let now = Int64(Date().timeIntervalSince1970 * 1000)
-    let until = deadline.map { now + Int64($0.milliseconds) } ?? 0
-    let (outcome, _) = try client.write(.drain(name: node, deadline: until, at: now))
+func drain(_ node: String, deadline: Duration?, leaving: Bool, client: MeshClient) throws {
+    let millis = deadline.map { Swift.max(1, Int64($0.milliseconds)) } ?? 0
+    let (outcome, _) = try client.write(.drain(name: node, deadlineMillis: millis, leaving: leaving))
     switch outcome {
     case .done(let message), .created(_, let message): print(message)
     case .rejected(let message): throw WriteRejected(message: message)

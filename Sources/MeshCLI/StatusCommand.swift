@@ -80,8 +80,8 @@ struct StatusReport: Encodable {
         /// `mesh drain` (or leave) in progress: no new jobs; `drained` once nothing runs there.
         var draining: Bool
         var drained: Bool
-        /// Unix milliseconds.
-        var drainDeadline: Int64?
+        /// What still runs this long after the coordinator saw the drain is requeued.
+        var drainDeadlineSeconds: Double?
         var quarantined: Bool
         /// Machine setup still running ("running: …") or failed ("failed: …"); nil once done.
         var setup: String?
@@ -172,7 +172,7 @@ struct StatusReport: Encodable {
                 lastHeardMsAgo: m.lastHeardMsAgo >= 0 ? m.lastHeardMsAgo : nil, stateSinceMsAgo: m.stateSinceMsAgo,
                 isSelf: r.node == s.nodeID, role: role,
                 cordonReason: reg.flatMap { $0.cordonReason.isEmpty ? nil : $0.cordonReason },
-                draining: draining, drained: draining && running == 0, drainDeadline: draining && (reg?.drainDeadline ?? 0) > 0 ? reg?.drainDeadline : nil, quarantined: reg?.quarantined ?? false, setup: setup,
+                draining: draining, drained: draining && running == 0, drainDeadlineSeconds: draining && (reg?.drainDeadlineMs ?? 0) > 0 ? Double(reg!.drainDeadlineMs) / 1000 : nil, quarantined: reg?.quarantined ?? false, setup: setup,
                 condition: condition)
         }
     }
@@ -208,7 +208,7 @@ struct StatusReport: Encodable {
         }
         var reasons = members.compactMap { m -> String? in
             if m.draining {
-                return "\(m.name) \(m.drained ? "drained" : "draining")" + (m.drainDeadline.map { ": what still runs at \(Self.clock($0)) is requeued" } ?? "")
+                return "\(m.name) \(m.drained ? "drained" : "draining")" + (m.drainDeadlineSeconds.map { ": what still runs \(Self.seconds($0)) after the drain began is requeued" } ?? "")
             }
             return m.cordonReason.map { "\(m.name) \(m.quarantined ? "" : "cordoned: ")\($0)" }
         }
@@ -250,10 +250,8 @@ struct StatusReport: Encodable {
         return "\(ms / 3_600_000) h ago"
     }
 
-    static func clock(_ unixMillis: Int64) -> String {
-        let f = DateFormatter()
-        f.dateFormat = "HH:mm:ss"
-        return f.string(from: Date(timeIntervalSince1970: Double(unixMillis) / 1000))
+    static func seconds(_ s: Double) -> String {
+        s < 120 ? String(format: "%g s", s) : s < 7200 ? String(format: "%.0f min", s / 60) : String(format: "%.1f h", s / 3600)
     }
 
     static func memory(_ mb: UInt64) -> String {

@@ -68,7 +68,7 @@ extension Wire {
         case .unregister(let id): w.command = .unregister(id.rawValue)
         case .cordon(let name, let reason): w.command = .cordon(.with { $0.name = name; $0.reason = reason })
         case .uncordon(let name): w.command = .uncordon(name)
-        case .drain(let name, let deadline, let at): w.command = .drain(.with { $0.name = name; $0.deadline = deadline; $0.at = at })
+        case .drain(let name, let deadline, let leaving): w.command = .drain(.with { $0.name = name; $0.deadlineMs = deadline; $0.leaving = leaving })
         case .requeue(let ids, let reason, let at): w.command = .requeue(jobsChange(ids, reason: reason, at: at))
         case .setSetting(let k, let v): w.command = .setSetting(.with { $0.key = k; $0.value = v })
         case .submit(let spec, let provenance, let at, let via):
@@ -117,7 +117,9 @@ extension Wire {
         w.registeredAt = n.registeredAt
         w.capacity = wire(n.capacity)
         w.draining = n.draining
-        w.drainDeadline = n.drainDeadline
+        w.drainDeadlineMs = n.drainDeadlineMillis
+        w.drainIndex = n.drainIndex
+        w.leaving = n.leaving
         w.quarantined = n.quarantined
         w.failStreak = UInt32(clamping: n.failStreak)
         return w
@@ -217,7 +219,7 @@ extension Wire {
         case .unregister(let id)?: c = .unregister(NodeID(id))
         case .cordon(let r)?: c = .cordon(name: r.name, reason: r.reason)
         case .uncordon(let name)?: c = .uncordon(name: name)
-        case .drain(let r)?: c = .drain(name: r.name, deadline: r.deadline, at: r.at)
+        case .drain(let r)?: c = .drain(name: r.name, deadlineMillis: r.deadlineMs, leaving: r.leaving)
         case .requeue(let r)?: c = .requeue(r.jobs, reason: r.reason, at: r.at)
         case .setSetting(let s)?: c = .setSetting(key: s.key, value: s.value)
         case .submit(let j)?: c = .submit(try spec(j.spec), try provenance(j.provenance), at: j.at, via: NodeID(j.via))
@@ -250,7 +252,7 @@ extension Wire {
             nodes[NodeID(n.id)] = ClusterState.Node(
                 id: NodeID(n.id), name: n.name, address: n.address, cordoned: n.cordoned,
                 cordonReason: n.cordonReason, registeredAt: n.registeredAt, capacity: capacity(n.capacity),
-                draining: n.draining, drainDeadline: n.drainDeadline, quarantined: n.quarantined, failStreak: Int(n.failStreak))
+                draining: n.draining, drainDeadlineMillis: n.drainDeadlineMs, drainIndex: n.drainIndex, leaving: n.leaving, quarantined: n.quarantined, failStreak: Int(n.failStreak))
         }
         var jobs: [JobID: Job] = [:]
         for j in w.jobs {

@@ -76,6 +76,7 @@ extension Wire {
         case .cancelled: w.kind = .cancelled(true)
         case .lost(let why): w.kind = .lost(why)
         case .failedToStart(let why): w.kind = .failedToStart(why)
+        case .rejected(let why): w.kind = .rejected(why)
         }
         return w
     }
@@ -206,6 +207,7 @@ extension Wire {
         case .cancelled?: return .cancelled
         case .lost(let why)?: return .lost(why)
         case .failedToStart(let why)?: return .failedToStart(why)
+        case .rejected(let why)?: return .rejected(why)
         case nil: throw .malformed("attempt outcome without a kind")
         }
     }

@@ -12,10 +12,14 @@ import Darwin
 /// version before anything else looks at the body, so a peer from an incompatible release gets a
 /// clear `WireError.incompatibleVersion` rather than a misread message.
 public enum Wire {
-    /// The protocol this build speaks.
-    public static let protocolVersion: UInt32 = testVersion ?? 1
+    /// The protocol this build speaks: the protocol's major version. It changes when nodes of
+    /// two releases could no longer work together, above all when the replicated state machine
+    /// changes (a new command in the log, a command applied differently: a node of the old release
+    /// would refuse the entry or reach another state). 2: drains, requeues, quarantine, canaries
+    /// (mesh 0.2). Fields and messages that old nodes may ignore keep it.
+    public static let protocolVersion: UInt32 = testVersion ?? 2
     /// The oldest protocol this build still understands.
-    public static let oldestSupportedVersion: UInt32 = testVersion ?? 1
+    public static let oldestSupportedVersion: UInt32 = testVersion ?? 2
 
     /// `MESH_TEST_PROTOCOL_VERSION=N` makes a process speak only protocol N: the tests use it to
     /// play an agent of another release. Nothing else reads it.
@@ -102,7 +106,7 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformed(let why): "malformed message: \(why)"
         case .tooLarge(let n): "message of \(n) bytes is over the limit of \(Wire.maxEnvelopeSize)"
         case .incompatibleVersion(let v, _):
-            "incompatible protocol version \(v): this agent speaks \(Wire.oldestSupportedVersion)–\(Wire.protocolVersion) (mesh \(MeshVersion.string)); run the same mesh release on every host"
+            "incompatible protocol version \(v): this agent speaks \(Wire.oldestSupportedVersion)–\(Wire.protocolVersion) (mesh \(MeshVersion.string)); run releases of one protocol version on every host (a rolling upgrade works within one; across two, upgrade every host together)"
         }
     }
 }

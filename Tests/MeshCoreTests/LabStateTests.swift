@@ -11,8 +11,8 @@ struct LabStateTests {
         #expect(s.schedule().count == 1)
         let node = s.job(running).current!.node
         let name = s.state.nodes[node]!.name
-        #expect(s.apply(.drain(name: name, deadline: 5000, at: 1000)).message.contains("1 job running there may finish"))
-        #expect(s.state.nodes[node]!.draining && s.state.nodes[node]!.cordoned)
+        #expect(s.apply(.drain(name: name, deadlineMillis: 5000, leaving: false)).message.contains("1 job running there may finish"))
+        #expect(s.state.nodes[node]!.draining && s.state.nodes[node]!.cordoned && s.state.nodes[node]!.drainIndex == s.index)
         // Nothing new goes there.
         let other = try s.submitted(JobSpec(command: ["true"]))
         let plan = s.schedule()
@@ -41,12 +41,30 @@ struct LabStateTests {
         #expect(s.job(running).state == .succeeded)
     }
 
-    @Test("quarantine after K attempts that failed to start in a row; attempts that ran reset the count; only a pinned canary goes there; its success re-admits the node; a cordon by hand is left alone")
+    @Test("quarantine after K attempts that failed to start in a row; attempts that ran (or a job that cannot run as given) reset the count; only a pinned canary goes there; its success re-admits the node; a cordon by hand is left alone; never the last node that takes jobs")
     func quarantineAndCanary() throws {
-        var s = JobStory(nodes: [("a", .init(slots: 1, cpus: 4)), ("b", .init(slots: 1, cpus: 4))])
+        var s = JobStory(nodes: [("a", .init(slots: 1, cpus: 4)), ("b", .init(slots: 1, cpus: 4)), ("c", .init(slots: 1, cpus: 4))])
         #expect(s.apply(.setSetting(key: "quarantine_after", value: "2")).isDone)
         let a = s.id("a"), b = s.id("b")
+        // b, cordoned by hand while its attempts fail to start, is never quarantined.
+        let onB = try s.submitted(JobSpec(command: ["z"], node: b))
+        for _ in 0..<2 {
+            s.schedule()
+            _ = s.finish(onB, .failedToStart("no workspace"))
+        }
+        #expect(s.state.nodes[b]!.quarantined && s.state.nodes[b]!.failStreak == 2, "b was uncordoned: quarantined")
+        #expect(s.apply(.uncordon(name: "b")).isDone)
         #expect(s.apply(.cordon(name: "b", reason: "by hand")).isDone)
+        #expect(s.apply(.cordon(name: "c", reason: "by hand")).isDone)
+        s.schedule()
+        _ = s.finish(onB, .failedToStart("no workspace"))
+        #expect(s.job(onB).state == .pending && s.job(onB).attempts.count == 2, "nothing goes to a node cordoned by hand")
+        _ = s.apply(.cancel([onB], reason: "", at: 0))
+        // A job that cannot run as given fails, wherever it runs, and says nothing about the node.
+        let bad = try s.submitted(JobSpec(command: ["x"], workdir: "missing"))
+        s.schedule()
+        _ = s.finish(bad, .rejected("no directory missing in the job's code"))
+        #expect(s.job(bad).state == .failed && s.state.nodes[a]!.failStreak == 0)
         // Start failures on a: one, then an attempt that ran (exit 1: the job's fault) resets the count.
         let j1 = try s.submitted(JobSpec(command: ["x"]))
         s.schedule()
@@ -79,8 +97,16 @@ struct LabStateTests {
         _ = s.finish(second, .exited(0))
         #expect(!s.state.nodes[a]!.quarantined && !s.state.nodes[a]!.cordoned && s.state.nodes[a]!.failStreak == 0)
         #expect(s.schedule().map(\.job) == [j2])
-        // b, cordoned by hand, is never quarantined (nor re-admitted by a canary).
         #expect(s.state.nodes[b]!.cordonReason == "by hand")
+        // The last node not quarantined never is, whatever fails there.
+        var one = JobStory(nodes: [("solo", .init(slots: 1, cpus: 4))])
+        _ = one.apply(.setSetting(key: "quarantine_after", value: "2"))
+        let last = try one.submitted(JobSpec(command: ["w"]))
+        for _ in 0..<3 {
+            one.schedule()
+            _ = one.finish(last, .failedToStart("no workspace"))
+        }
+        #expect(one.state.nodes[one.id("solo")]!.failStreak == 3 && !one.state.nodes[one.id("solo")]!.quarantined)
     }
 
     @Test("a job pinned to a node runs only there; pinned to an unknown node it is refused at submit")

@@ -161,7 +161,7 @@ struct LabWireTests {
             .setSetting(key: "quarantine_after", value: "1"),
             .submit(JobSpec(command: ["sleep", "9"], node: NodeID(1)), Provenance(), at: 1, via: NodeID(1)),
             .assign([.init(job: 1, attempt: 1, node: NodeID(1), gpus: [], term: 1, at: 2)]),
-            .drain(name: "a", deadline: 9000, at: 3),
+            .drain(name: "a", deadlineMillis: 9000, leaving: true),
             .requeue([1], reason: "deadline", at: 9001),
             .submit(JobSpec(command: ["true"], node: NodeID(2)), Provenance(), at: 4, via: NodeID(1)),
             .assign([.init(job: 2, attempt: 1, node: NodeID(2), gpus: [], term: 1, at: 5)]),

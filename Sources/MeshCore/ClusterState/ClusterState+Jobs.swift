@@ -353,12 +353,15 @@ extension ClusterState {
         switch outcome {
         case .failedToStart(let why):
             n.failStreak += 1
-            if quarantineAfter > 0, n.failStreak >= quarantineAfter, !n.cordoned {
+            // Never the last node not quarantined: a fault that follows the jobs everywhere must not
+            // empty the mesh (nodes cordoned by hand or draining say nothing about it).
+            let others = nodes.values.contains { $0.id != id && !$0.quarantined }
+            if quarantineAfter > 0, n.failStreak >= quarantineAfter, !n.cordoned, others {
                 n.cordoned = true
                 n.quarantined = true
                 n.cordonReason = "quarantined: its last \(n.failStreak) attempts failed to start (last: \(why.prefix(300)))"
             }
-        case .exited, .signalled, .timedOut:
+        case .exited, .signalled, .timedOut, .rejected:
             n.failStreak = 0
             if canary, outcome.succeeded, n.quarantined {
                 n.quarantined = false
@@ -455,6 +458,7 @@ extension ClusterState {
         case .cancelled: "cancelled"
         case .lost(let why): "lost (\(why))"
         case .failedToStart(let why): "failed to start (\(why))"
+        case .rejected(let why): "cannot run (\(why))"
         }
     }
 }

@@ -11,10 +11,15 @@ public struct ClusterState: Sendable, Equatable {
         public var cordonReason: String
         public var registeredAt: Consensus.Index
         public var capacity: Capacity
-        /// `mesh drain`: cordoned, and its running jobs are let finish (until `drainDeadline`,
-        /// Unix milliseconds, 0: none; then the coordinator requeues what still runs).
+        /// `mesh drain`: cordoned, and its running jobs are let finish, for up to
+        /// `drainDeadlineMillis` (0: no limit) after the coordinator saw the drain (the log index
+        /// `drainIndex`); then it requeues what still runs. Timed by the coordinator's own clock,
+        /// never by comparing two machines' clocks.
         public var draining: Bool = false
-        public var drainDeadline: Int64 = 0
+        public var drainDeadlineMillis: Int64 = 0
+        public var drainIndex: Consensus.Index = 0
+        /// The drain is part of leaving the mesh: the node's agent lifts it when it starts again.
+        public var leaving: Bool = false
         /// Cordoned by the mesh itself: its last `quarantine_after` attempts failed to start. Only
         /// canary jobs pinned to it run there; one that succeeds re-admits it.
         public var quarantined: Bool = false
@@ -22,8 +27,8 @@ public struct ClusterState: Sendable, Equatable {
         public var failStreak: Int = 0
 
         public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "",
-                    registeredAt: Consensus.Index, capacity: Capacity = .init(), draining: Bool = false, drainDeadline: Int64 = 0,
-                    quarantined: Bool = false, failStreak: Int = 0) {
+                    registeredAt: Consensus.Index, capacity: Capacity = .init(), draining: Bool = false, drainDeadlineMillis: Int64 = 0,
+                    drainIndex: Consensus.Index = 0, leaving: Bool = false, quarantined: Bool = false, failStreak: Int = 0) {
             self.id = id
             self.name = name
             self.address = address
@@ -32,7 +37,9 @@ public struct ClusterState: Sendable, Equatable {
             self.registeredAt = registeredAt
             self.capacity = capacity
             self.draining = draining
-            self.drainDeadline = drainDeadline
+            self.drainDeadlineMillis = drainDeadlineMillis
+            self.drainIndex = drainIndex
+            self.leaving = leaving
             self.quarantined = quarantined
             self.failStreak = failStreak
         }
@@ -86,9 +93,9 @@ public struct ClusterState: Sendable, Equatable {
         case cordon(name: String, reason: String)
         /// Also ends a drain or a quarantine.
         case uncordon(name: String)
-        /// Cordon, and let running jobs finish; at `deadline` (Unix ms, 0: none) the coordinator
-        /// requeues what still runs there.
-        case drain(name: String, deadline: Int64, at: Int64)
+        /// Cordon, and let running jobs finish; `deadlineMillis` (0: none) after it sees the drain
+        /// the coordinator requeues what still runs there. `leaving`: part of leaving the mesh.
+        case drain(name: String, deadlineMillis: Int64, leaving: Bool)
         /// Stop these jobs' current attempts and put the jobs back in the queue (not counted
         /// against their retries): a drain's deadline passed.
         case requeue([JobID], reason: String, at: Int64)
@@ -287,20 +294,25 @@ public struct ClusterState: Sendable, Equatable {
             n.cordoned = false
             n.cordonReason = ""
             n.draining = false
-            n.drainDeadline = 0
+            n.drainDeadlineMillis = 0
+            n.leaving = false
             n.quarantined = false
             n.failStreak = 0
             nodes[n.id] = n
             return .done("\(name) uncordoned: it takes jobs again")
-        case .drain(let name, let deadline, let at):
+        case .drain(let name, let deadline, let leaving):
             guard var n = node(named: name) else { return .rejected("no node named '\(name)' in the mesh") }
             let running = usage()[n.id]?.jobs.count ?? 0
-            if n.draining && n.drainDeadline == deadline { return .done("\(name) was already draining (\(running) running)") }
+            if n.draining && n.drainDeadlineMillis == deadline && n.leaving == leaving {
+                return .done("\(name) was already draining (\(running) running)")
+            }
             n.cordoned = true
             n.draining = true
-            n.drainDeadline = deadline
+            n.drainDeadlineMillis = deadline
+            n.drainIndex = index
+            n.leaving = leaving
             n.quarantined = false
-            let until = deadline > 0 ? "; what still runs in \(max(0, (deadline - at + 999) / 1000)) s is requeued" : ""
+            let until = deadline > 0 ? "; what still runs in \((deadline + 999) / 1000) s is requeued" : ""
             n.cordonReason = "draining"
             nodes[n.id] = n
             return .done("\(name) draining: \(running) job\(running == 1 ? "" : "s") running there may finish, no new ones start\(until)")

@@ -168,8 +168,12 @@ public enum AttemptOutcome: Sendable, Equatable {
     /// The node was out of touch longer than the lease allows; the attempt may have been killed
     /// there (the worker kills it when its lease runs out).
     case lost(String)
-    /// It could not start (no workspace, no bundle, no executable).
+    /// It could not start for the machine's reasons (no workspace, no supervisor): counts towards
+    /// quarantine.
     case failedToStart(String)
+    /// It cannot run as given (its working directory is not in its code, its code bundle cannot
+    /// be unpacked): the job's failure, on any node.
+    case rejected(String)
 
     public var succeeded: Bool { self == .exited(0) }
 
@@ -177,7 +181,7 @@ public enum AttemptOutcome: Sendable, Equatable {
     public var isJobFailure: Bool {
         switch self {
         case .exited(let c): c != 0
-        case .signalled, .timedOut: true
+        case .signalled, .timedOut, .rejected: true
         case .cancelled, .lost, .failedToStart: false
         }
     }

@@ -1273,10 +1273,11 @@ public nonisolated struct WireDrainNode: Sendable {
 
   public var name: String = String()
 
-  /// Unix milliseconds; 0: no deadline.
-  public var deadline: Int64 = 0
+  /// Milliseconds after the coordinator sees the drain; 0: no deadline.
+  public var deadlineMs: Int64 = 0
 
-  public var at: Int64 = 0
+  /// Part of `mesh leave` (or an idle shutdown): lifted when the node's agent starts again.
+  public var leaving: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1524,45 +1525,85 @@ public nonisolated struct WireRaftSnapshot: Sendable {
   fileprivate var _configuration: WireRaftConfiguration? = nil
 }
 
-public nonisolated struct WireNodeRecord: Sendable {
+public nonisolated struct WireNodeRecord: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: UInt64 = 0
+  public var id: UInt64 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var address: String = String()
+  public var address: String {
+    get {_storage._address}
+    set {_uniqueStorage()._address = newValue}
+  }
 
-  public var cordoned: Bool = false
+  public var cordoned: Bool {
+    get {_storage._cordoned}
+    set {_uniqueStorage()._cordoned = newValue}
+  }
 
-  public var cordonReason: String = String()
+  public var cordonReason: String {
+    get {_storage._cordonReason}
+    set {_uniqueStorage()._cordonReason = newValue}
+  }
 
-  public var registeredAt: UInt64 = 0
+  public var registeredAt: UInt64 {
+    get {_storage._registeredAt}
+    set {_uniqueStorage()._registeredAt = newValue}
+  }
 
   public var capacity: WireNodeCapacity {
-    get {_capacity ?? WireNodeCapacity()}
-    set {_capacity = newValue}
+    get {_storage._capacity ?? WireNodeCapacity()}
+    set {_uniqueStorage()._capacity = newValue}
   }
   /// Returns true if `capacity` has been explicitly set.
-  public var hasCapacity: Bool {self._capacity != nil}
+  public var hasCapacity: Bool {_storage._capacity != nil}
   /// Clears the value of `capacity`. Subsequent reads from it will return its default value.
-  public mutating func clearCapacity() {self._capacity = nil}
+  public mutating func clearCapacity() {_uniqueStorage()._capacity = nil}
 
-  public var draining: Bool = false
+  public var draining: Bool {
+    get {_storage._draining}
+    set {_uniqueStorage()._draining = newValue}
+  }
 
-  public var drainDeadline: Int64 = 0
+  public var drainDeadlineMs: Int64 {
+    get {_storage._drainDeadlineMs}
+    set {_uniqueStorage()._drainDeadlineMs = newValue}
+  }
 
-  public var quarantined: Bool = false
+  public var quarantined: Bool {
+    get {_storage._quarantined}
+    set {_uniqueStorage()._quarantined = newValue}
+  }
 
-  public var failStreak: UInt32 = 0
+  public var failStreak: UInt32 {
+    get {_storage._failStreak}
+    set {_uniqueStorage()._failStreak = newValue}
+  }
+
+  public var drainIndex: UInt64 {
+    get {_storage._drainIndex}
+    set {_uniqueStorage()._drainIndex = newValue}
+  }
+
+  public var leaving: Bool {
+    get {_storage._leaving}
+    set {_uniqueStorage()._leaving = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _capacity: WireNodeCapacity? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireSessionRecord: Sendable {
@@ -2133,6 +2174,14 @@ public nonisolated struct WireAttemptOutcome: Sendable {
     set {kind = .failedToStart(newValue)}
   }
 
+  public var rejected: String {
+    get {
+      if case .rejected(let v)? = kind {return v}
+      return String()
+    }
+    set {kind = .rejected(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -2142,6 +2191,7 @@ public nonisolated struct WireAttemptOutcome: Sendable {
     case cancelled(Bool)
     case lost(String)
     case failedToStart(String)
+    case rejected(String)
 
   }
 
@@ -5059,7 +5109,7 @@ nonisolated extension WireCordonNode: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireDrainNode: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DrainNode"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}deadline\0\u{1}at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}deadline_ms\0\u{1}leaving\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5068,8 +5118,8 @@ nonisolated extension WireDrainNode: SwiftProtobuf.Message, SwiftProtobuf._Messa
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.deadline) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.deadlineMs) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.leaving) }()
       default: break
       }
     }
@@ -5079,19 +5129,19 @@ nonisolated extension WireDrainNode: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
-    if self.deadline != 0 {
-      try visitor.visitSingularInt64Field(value: self.deadline, fieldNumber: 2)
+    if self.deadlineMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.deadlineMs, fieldNumber: 2)
     }
-    if self.at != 0 {
-      try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 3)
+    if self.leaving != false {
+      try visitor.visitSingularBoolField(value: self.leaving, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireDrainNode, rhs: WireDrainNode) -> Bool {
     if lhs.name != rhs.name {return false}
-    if lhs.deadline != rhs.deadline {return false}
-    if lhs.at != rhs.at {return false}
+    if lhs.deadlineMs != rhs.deadlineMs {return false}
+    if lhs.leaving != rhs.leaving {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5562,83 +5612,153 @@ nonisolated extension WireRaftSnapshot: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0\u{1}draining\0\u{3}drain_deadline\0\u{1}quarantined\0\u{3}fail_streak\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0\u{1}draining\0\u{3}drain_deadline_ms\0\u{1}quarantined\0\u{3}fail_streak\0\u{3}drain_index\0\u{1}leaving\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt64 = 0
+    var _name: String = String()
+    var _address: String = String()
+    var _cordoned: Bool = false
+    var _cordonReason: String = String()
+    var _registeredAt: UInt64 = 0
+    var _capacity: WireNodeCapacity? = nil
+    var _draining: Bool = false
+    var _drainDeadlineMs: Int64 = 0
+    var _quarantined: Bool = false
+    var _failStreak: UInt32 = 0
+    var _drainIndex: UInt64 = 0
+    var _leaving: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _name = source._name
+      _address = source._address
+      _cordoned = source._cordoned
+      _cordonReason = source._cordonReason
+      _registeredAt = source._registeredAt
+      _capacity = source._capacity
+      _draining = source._draining
+      _drainDeadlineMs = source._drainDeadlineMs
+      _quarantined = source._quarantined
+      _failStreak = source._failStreak
+      _drainIndex = source._drainIndex
+      _leaving = source._leaving
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularFixed64Field(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.address) }()
-      case 4: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.cordonReason) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.registeredAt) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._capacity) }()
-      case 8: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
-      case 9: try { try decoder.decodeSingularInt64Field(value: &self.drainDeadline) }()
-      case 10: try { try decoder.decodeSingularBoolField(value: &self.quarantined) }()
-      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.failStreak) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularFixed64Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._address) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._cordoned) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._cordonReason) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._registeredAt) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._capacity) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._draining) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._drainDeadlineMs) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._quarantined) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._failStreak) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._drainIndex) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.id != 0 {
-      try visitor.visitSingularFixed64Field(value: self.id, fieldNumber: 1)
-    }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
-    }
-    if !self.address.isEmpty {
-      try visitor.visitSingularStringField(value: self.address, fieldNumber: 3)
-    }
-    if self.cordoned != false {
-      try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 4)
-    }
-    if !self.cordonReason.isEmpty {
-      try visitor.visitSingularStringField(value: self.cordonReason, fieldNumber: 5)
-    }
-    if self.registeredAt != 0 {
-      try visitor.visitSingularUInt64Field(value: self.registeredAt, fieldNumber: 6)
-    }
-    try { if let v = self._capacity {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
-    if self.draining != false {
-      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 8)
-    }
-    if self.drainDeadline != 0 {
-      try visitor.visitSingularInt64Field(value: self.drainDeadline, fieldNumber: 9)
-    }
-    if self.quarantined != false {
-      try visitor.visitSingularBoolField(value: self.quarantined, fieldNumber: 10)
-    }
-    if self.failStreak != 0 {
-      try visitor.visitSingularUInt32Field(value: self.failStreak, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularFixed64Field(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._address.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._address, fieldNumber: 3)
+      }
+      if _storage._cordoned != false {
+        try visitor.visitSingularBoolField(value: _storage._cordoned, fieldNumber: 4)
+      }
+      if !_storage._cordonReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cordonReason, fieldNumber: 5)
+      }
+      if _storage._registeredAt != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._registeredAt, fieldNumber: 6)
+      }
+      try { if let v = _storage._capacity {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if _storage._draining != false {
+        try visitor.visitSingularBoolField(value: _storage._draining, fieldNumber: 8)
+      }
+      if _storage._drainDeadlineMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._drainDeadlineMs, fieldNumber: 9)
+      }
+      if _storage._quarantined != false {
+        try visitor.visitSingularBoolField(value: _storage._quarantined, fieldNumber: 10)
+      }
+      if _storage._failStreak != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._failStreak, fieldNumber: 11)
+      }
+      if _storage._drainIndex != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._drainIndex, fieldNumber: 12)
+      }
+      if _storage._leaving != false {
+        try visitor.visitSingularBoolField(value: _storage._leaving, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireNodeRecord, rhs: WireNodeRecord) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs.address != rhs.address {return false}
-    if lhs.cordoned != rhs.cordoned {return false}
-    if lhs.cordonReason != rhs.cordonReason {return false}
-    if lhs.registeredAt != rhs.registeredAt {return false}
-    if lhs._capacity != rhs._capacity {return false}
-    if lhs.draining != rhs.draining {return false}
-    if lhs.drainDeadline != rhs.drainDeadline {return false}
-    if lhs.quarantined != rhs.quarantined {return false}
-    if lhs.failStreak != rhs.failStreak {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._address != rhs_storage._address {return false}
+        if _storage._cordoned != rhs_storage._cordoned {return false}
+        if _storage._cordonReason != rhs_storage._cordonReason {return false}
+        if _storage._registeredAt != rhs_storage._registeredAt {return false}
+        if _storage._capacity != rhs_storage._capacity {return false}
+        if _storage._draining != rhs_storage._draining {return false}
+        if _storage._drainDeadlineMs != rhs_storage._drainDeadlineMs {return false}
+        if _storage._quarantined != rhs_storage._quarantined {return false}
+        if _storage._failStreak != rhs_storage._failStreak {return false}
+        if _storage._drainIndex != rhs_storage._drainIndex {return false}
+        if _storage._leaving != rhs_storage._leaving {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6665,7 +6785,7 @@ nonisolated extension WireProvenance: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireAttemptOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AttemptOutcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}exited\0\u{1}signalled\0\u{3}timed_out\0\u{1}cancelled\0\u{1}lost\0\u{3}failed_to_start\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}exited\0\u{1}signalled\0\u{3}timed_out\0\u{1}cancelled\0\u{1}lost\0\u{3}failed_to_start\0\u{1}rejected\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6721,6 +6841,14 @@ nonisolated extension WireAttemptOutcome: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .failedToStart(v)
         }
       }()
+      case 7: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .rejected(v)
+        }
+      }()
       default: break
       }
     }
@@ -6755,6 +6883,10 @@ nonisolated extension WireAttemptOutcome: SwiftProtobuf.Message, SwiftProtobuf._
     case .failedToStart?: try {
       guard case .failedToStart(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+    }()
+    case .rejected?: try {
+      guard case .rejected(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
     }()
     case nil: break
     }
