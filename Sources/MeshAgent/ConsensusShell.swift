@@ -435,9 +435,39 @@ final class ConsensusShell {
 
     /// Before a graceful leave: if we coordinate, hand over to the voter whose log is furthest
     /// along, and call `then` once someone else leads (or after a bound).
+    /// Leaving as the only voter: the voter management holds still while another member is made
+    /// a voter and takes over.
+    private var handingOver = false
+
     func handOverLeadership(loop: TransportLoop, then: @escaping (TransportLoop) -> Void) {
         let config = instance.configuration
-        guard instance.role == .leader, config.voters.count > 1 else { return then(loop) }
+        guard instance.role == .leader else { return then(loop) }
+        if config.voters == [instance.id] {
+            // The only voter: first make a live, caught-up member a voter, or the others could
+            // never elect a coordinator again.
+            let alive = Set(membership.instance.memberList.filter { $0.state == .alive }.map(\.id))
+            let match = instance.matchIndexes
+            guard let heir = config.learners.filter({ alive.contains($0) }).max(by: { (match[$0] ?? 0, $1) < (match[$1] ?? 0, $0) }) else {
+                return then(loop)
+            }
+            handingOver = true
+            logger.info("the only voter is leaving: making another member a voter first", metadata: ["heir": "\(membership.instance.member(heir)?.meta.name ?? "\(heir)")"])
+            let next = Consensus.Configuration(voters: config.voters.union([heir]), learners: config.learners.subtracting([heir]))
+            guard case .success(let (index, d)) = instance.proposeConfiguration(next, now: now(loop)) else {
+                handingOver = false
+                return then(loop)
+            }
+            carryOut(d, loop: loop)
+            poll(loop, until: loop.now + .seconds(3), { [weak self] in (self?.instance.commitIndex ?? .max) >= index }) { [weak self] loop in
+                guard let self else { return then(loop) }
+                self.handOverLeadership(loop: loop) { [weak self] loop in
+                    self?.handingOver = false
+                    then(loop)
+                }
+            }
+            return
+        }
+        guard config.voters.count > 1 else { return then(loop) }
         let target = config.voters.filter { $0 != instance.id }
             .max { (instance.matchIndexes[$0] ?? 0, $1) < (instance.matchIndexes[$1] ?? 0, $0) }!
         logger.info("handing over coordination before leaving", metadata: ["to": "\(membership.instance.member(target)?.meta.name ?? "\(target)")"])
@@ -483,7 +513,7 @@ final class ConsensusShell {
     /// member a learner, gone members removed, and an odd number of voters (up to `max_voters`)
     /// among the live ones. Raft takes one configuration change at a time.
     private func manage(_ loop: TransportLoop) {
-        guard instance.role == .leader, !instance.isTransferring, !failed else { return }
+        guard instance.role == .leader, !instance.isTransferring, !handingOver, !failed else { return }
         let now = loop.now
         let members = membership.instance.memberList
         for m in members where m.state == .alive {

@@ -45,7 +45,6 @@ final class Lifecycle {
     // Idle shutdown
     private var idleSince: ContinuousClock.Instant = .now
     private var shuttingDown = false
-    private var idleRefusalLogged = false
     /// Whether this agent has looked for a drain left by its own earlier `mesh leave`.
     private var leavingChecked = false
 
@@ -271,16 +270,6 @@ final class Lifecycle {
             return
         }
         guard ContinuousClock.now - idleSince >= after else { return }
-        // The only voter leaving would leave the others without a coordinator for good.
-        let voters = consensus.instance.configuration.voters
-        let othersAlive = membership.instance.memberList.contains { $0.id != id && $0.state == .alive }
-        if voters == [id], othersAlive {
-            if !idleRefusalLogged {
-                logger.warning("idle, but this node is the mesh's only voter: it stays (the others could not elect a coordinator without it)")
-                idleRefusalLogged = true
-            }
-            return
-        }
         shuttingDown = true
         logger.info("idle: leaving the mesh, then running the idle command", metadata: ["after": "\(after)"])
         // Drain first so that nothing is assigned here while we leave; then wait for anything

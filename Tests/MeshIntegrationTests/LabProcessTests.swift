@@ -97,6 +97,25 @@ struct LabProcessTests {
         }
     }
 
+    @Test("the only voter leaves: it first makes the other member a voter and hands over, so the mesh still decides")
+    func onlyVoterLeaves() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onThread {
+            let agents = try coordinator.mesh(s, count: 2, voters: 1)
+            let voter = try #require(coordinator.leaderIndex(s, agents))
+            let other = 1 - voter
+            let leave = try s.mesh(["leave", "--data-dir", agents[voter].dataDir])
+            #expect(leave.exitCode == 0, "\(leave)")
+            #expect(s.waitFor(.seconds(10)) {
+                guard let st = s.status(agents[other].dataDir) else { return false }
+                return st.coordinator.leader == st.nodeID && st.coordinator.voters == [st.nodeID]
+            } != nil, "n\(other) coordinates alone")
+            let cordon = try s.mesh(["cordon", "n\(other)", "--data-dir", agents[other].dataDir])
+            #expect(cordon.exitCode == 0, "\(cordon)")
+        }
+    }
+
     @Test("quarantine: a node whose attempts fail to start is cordoned with the reason, its jobs requeued; a canary re-admits it once it is mended; a missing command is the job's failure")
     func quarantine() async throws {
         let s = try Scratch()
