@@ -56,6 +56,8 @@ final class ConsensusShell {
 
     /// Proposals of ours waiting to be applied, by log index.
     private var waiting: [Consensus.Index: [Waiting]] = [:]
+    /// Client requests proposed by this coordinator and not yet applied, by client.
+    private var inFlight: [ClusterState.ClientID: (sequence: UInt64, index: Consensus.Index, term: Consensus.Term)] = [:]
     /// Writes we passed to the coordinator (or hold until there is one), by our request id.
     private var forwards: [UInt64: Forward] = [:]
     private var statusForwards: [UInt64: (path: ReplyPath, requestID: UInt64, deadline: ContinuousClock.Instant, query: StatusQuery)] = [:]
@@ -279,9 +281,19 @@ final class ConsensusShell {
             return
         }
         if instance.role == .leader {
+            // The same request again (a forwarding agent resends after a second without an answer;
+            // a client retries) while the first is still in the log uncommitted: wait for that
+            // entry rather than append another copy (a big plan chunk resent every second under
+            // load would otherwise pile up copies faster than they commit).
+            if let p = inFlight[request.client], p.sequence == request.sequence, p.term == instance.term, p.index > instance.appliedIndex {
+                waiting[p.index, default: []].append(Waiting(path: path, requestID: requestID, term: instance.term, since: loop.now))
+                return
+            }
             switch instance.propose(request, now: now(loop)) {
             case .success(let (index, directives)):
                 waiting[index, default: []].append(Waiting(path: path, requestID: requestID, term: instance.term, since: loop.now))
+                inFlight[request.client] = (request.sequence, index, instance.term)
+                if inFlight.count > 10_000 { inFlight = inFlight.filter { $0.value.index > instance.appliedIndex } }
                 carryOut(directives, loop: loop)
                 return
             case .failure:
