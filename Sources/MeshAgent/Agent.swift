@@ -145,7 +145,16 @@ public final class Agent: Sendable {
         meta.setup = Lifecycle.initialSetupState(configuration.lifecycle)
         let firstMeta = meta
         let incarnation = dir.readIncarnation() + 1
-        let seeds = configuration.seeds.map(\.description)
+        // The agents it joined through are kept, so that an agent restarted before it has learnt
+        // any member from the log (killed right after `mesh join`) finds the mesh again instead of
+        // starting alone.
+        var seeds = configuration.seeds.map(\.description)
+        if seeds.isEmpty {
+            seeds = ((try? String(contentsOfFile: dir.seedsFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        } else {
+            try? dir.writeAtomically(dir.seedsFile, seeds.joined(separator: "\n") + "\n")
+        }
+        let startSeeds = seeds
         let settings = configuration.membership
         let coordinatorSettings = configuration.coordinator
         let store: RaftStore
@@ -181,7 +190,7 @@ public final class Agent: Sendable {
                 consensus.onApplied = { [weak jobs] loop in jobs?.applied(loop: loop) }
                 shell.onMemberChange = { [unowned loop, weak consensus] m, _ in consensus?.memberChanged(m, loop: loop) }
                 shell.onConnectionLost = { [unowned loop, weak consensus] address in consensus?.connectionLost(to: address, loop: loop) }
-                shell.start(seeds: seeds + consensus.knownAddresses.filter { !seeds.contains($0) }, loop: loop)
+                shell.start(seeds: startSeeds + consensus.knownAddresses.filter { !startSeeds.contains($0) }, loop: loop)
                 consensus.start(loop: loop)
                 jobs.start(loop: loop)
                 lifecycle.start(loop: loop)

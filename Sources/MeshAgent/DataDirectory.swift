@@ -27,6 +27,8 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
     public var logFile: String { path + "/agent.log" }
     public var nodeIDFile: String { path + "/node.id" }
     public var incarnationFile: String { path + "/incarnation" }
+    /// The agents it joined through (`--join`), one per line.
+    public var seedsFile: String { path + "/seeds" }
     public var stateDatabase: String { path + "/state.db" }
 
     public var localAddress: AgentAddress { .ipc(path: socketPath) }

@@ -97,6 +97,24 @@ struct LabProcessTests {
         }
     }
 
+    @Test("an agent restarted before it learnt any member from the log (state.db gone) rejoins through the agents it joined through, not alone")
+    func restartWithoutLog() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onThread {
+            let agents = try s.startMesh(2)
+            let n0 = agents[0].dataDir, n1 = agents[1].dataDir
+            #expect(s.waitFor(.seconds(20)) { s.status(n0)?.state(of: "n1") == "alive" } != nil)
+            agents[1].process.terminate(grace: .seconds(10))
+            for f in ["state.db", "state.db-wal", "state.db-shm"] { unlink(n1 + "/" + f) }
+            _ = try s.startAgent(n1, name: "n1")
+            #expect(s.waitFor(.seconds(20)) {
+                guard let st = s.status(n1) else { return false }
+                return st.aliveNames == ["n0", "n1"] && st.coordinator.leader != 0 && st.coordinator.leader != st.nodeID
+            } != nil, "\(String(describing: s.status(n1)?.aliveNames))")
+        }
+    }
+
     @Test("the only voter leaves: it first makes the other member a voter and hands over, so the mesh still decides")
     func onlyVoterLeaves() async throws {
         let s = try Scratch()
