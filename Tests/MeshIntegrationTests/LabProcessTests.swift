@@ -40,6 +40,20 @@ struct LabProcessTests {
         try await onThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3) { $0 == 2 ? ["--label", "box=w", "--slots", "2"] : [] }
             let n0 = agents[0].dataDir
+            // Bad input: a clear error, nothing changed.
+            let unknown = try s.mesh(["drain", "nobody", "--data-dir", n0])
+            #expect(unknown.exitCode == 1 && unknown.stderr.contains("no node named 'nobody'"), "\(unknown)")
+            let badDeadline = try s.mesh(["drain", "n2", "--deadline", "soon", "--data-dir", n0])
+            #expect(badDeadline.exitCode == 64, "\(badDeadline)")
+            let badSetting = try s.mesh(["set", "quarantine_after", "many", "--data-dir", n0])
+            #expect(badSetting.exitCode == 64 && badSetting.stderr.contains("quarantine_after"), "\(badSetting)")
+            let idleAlone = try s.mesh(["agent", "--data-dir", n0, "--idle-shutdown-cmd", "true"])
+            #expect(idleAlone.exitCode == 64 && idleAlone.stderr.contains("--idle-shutdown-after"), "\(idleAlone)")
+            let setupNobody = try s.mesh(["node", "setup", "nobody", "--data-dir", n0, "--", "true"])
+            #expect(setupNobody.exitCode == 1 && setupNobody.stderr.contains("no member named 'nobody'"), "\(setupNobody)")
+            let emptySetup = try s.mesh(["node", "setup", "n1", "--data-dir", n0, "--", ""])
+            #expect(emptySetup.exitCode != 0 && emptySetup.stderr.contains("non-empty"), "\(emptySetup)")
+            #expect(record(s, n0, "n2")?.draining == false)
             try set(s, n0, [("kill_grace_seconds", "1")])
             // Jobs that run until the test lets them end (a file appears): no timing assumptions.
             let gate = s.dir.sub("gate")
@@ -175,9 +189,7 @@ struct LabProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let agents = try s.startMesh(1)
-            let n0 = agents[0].dataDir
-            #expect(s.waitFor(.seconds(20)) { s.status(n0)?.coordinator.leader != 0 } != nil)
+            let n0 = try coordinator.mesh(s, count: 1, voters: 1)[0].dataDir
             #expect(try s.mesh(["cordon", "n0", "--data-dir", n0]).exitCode == 0)
             let token = try s.mesh(["token", "--data-dir", n0]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let marker = s.dir.sub("ran-on-")
@@ -205,9 +217,7 @@ struct LabProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onThread {
-            let agents = try s.startMesh(1)
-            let n0 = agents[0].dataDir
-            #expect(s.waitFor(.seconds(20)) { s.status(n0)?.coordinator.leader != 0 } != nil)
+            let n0 = try coordinator.mesh(s, count: 1, voters: 1)[0].dataDir
             let scaled = s.dir.sub("scaled"), idle = s.dir.sub("idle-ran")
             let command = "'\(MeshBinary.path)' join \"$MESH_TOKEN\" --data-dir '\(scaled)' --name scaled --listen 127.0.0.1:0 "
                 + "--idle-shutdown-after 2s --idle-shutdown-cmd 'echo $MESH_WAITING > \(idle)'"
