@@ -27,8 +27,12 @@ struct DeployTests {
         let status = p.wait(timeout: .seconds(600)) ?? p.terminate(grace: .seconds(10))
         let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         print(output)
-        #expect(status == .exited(0), "\(output)")
-        #expect(!output.contains("not ok"), "\(output)")
-        #expect(!output.contains("SKIP setup check"), "the binary knows --setup: \(output)")
+        // The failures and the end of the output, so that a short excerpt of a CI log shows why.
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        let failed = lines.filter { $0.hasPrefix("not ok") }.joined(separator: "\n")
+        let tail = lines.suffix(25).joined(separator: "\n")
+        #expect(status == .exited(0), "test-rollout: \(failed)\n--- its last lines:\n\(tail)")
+        #expect(failed.isEmpty, "test-rollout: \(failed)")
+        #expect(!output.contains("SKIP setup check"), "the binary knows --setup")
     }
 }
