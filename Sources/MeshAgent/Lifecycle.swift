@@ -10,6 +10,9 @@ public struct LifecycleSettings: Sendable {
     /// Shell commands (`/bin/sh -c`) run in order when the agent starts, before the node takes
     /// jobs; `{MACHINE}` is replaced by the host part of its advertised address. Empty: none.
     public var setup: [String] = []
+    /// How long one setup command may run; then its process group is stopped (SIGTERM, SIGKILL
+    /// 10 s later) and the setup has failed.
+    public var setupTimeout: Duration = .seconds(3600)
     /// Leave the mesh after this long without a job here, then run `idleCommand` (nil: never).
     public var idleAfter: Duration?
     public var idleCommand: String = ""
@@ -149,6 +152,7 @@ final class Lifecycle {
         let machine = machineHost
         let log = setupLog
         let logger = self.logger
+        let timeout = settings.setupTimeout
         publishSetup(commands.isEmpty ? "" : "running: 1 of \(commands.count)", loop: loop)
         logger.info("machine setup", metadata: ["commands": "\(commands.count)"])
         background.async { [post] in
@@ -160,7 +164,7 @@ final class Lifecycle {
                     let state = "running: \(i + 1) of \(commands.count)"
                     post { loop in (loop.handler as? AgentHandler)?.lifecycle?.publishSetup(state, loop: loop) }
                 }
-                outcome = Lifecycle.run(command, log: log)
+                outcome = Lifecycle.run(command, log: log, timeout: timeout)
                 if !outcome.ok {
                     outcome.summary = "`\(command)` \(outcome.summary)"
                     break
@@ -216,10 +220,10 @@ final class Lifecycle {
 
     /// One command under `/bin/sh -c`, its output appended to `log`; how it went and the end of
     /// its output.
-    private static func run(_ command: String, log: String) -> SetupOutcome {
+    private static func run(_ command: String, log: String, timeout: Duration) -> SetupOutcome {
         let before = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64) ?? 0
         let header = "== \(command)\n"
-        if let h = FileHandle(forWritingAtPath: log) ?? { FileManager.default.createFile(atPath: log, contents: nil); return FileHandle(forWritingAtPath: log) }() {
+        if let h = FileHandle(forWritingAtPath: log) ?? { _ = FileManager.default.createFile(atPath: log, contents: nil); return FileHandle(forWritingAtPath: log) }() {
             h.seekToEndOfFile()
             h.write(Data(header.utf8))
             try? h.close()
@@ -227,11 +231,17 @@ final class Lifecycle {
         let outcome: SetupOutcome
         do {
             let child = try ChildProcess.spawn("/bin/sh", ["-c", command], stdout: log, stderr: log, newSession: true)
-            switch child.wait() {
-            case .exited(0)?: outcome = SetupOutcome(ok: true, summary: "", output: "")
-            case .exited(let code)?: outcome = SetupOutcome(ok: false, summary: "exited \(code)", output: "")
-            case .signalled(let s)?: outcome = SetupOutcome(ok: false, summary: "killed by signal \(s)", output: "")
-            case nil: outcome = SetupOutcome(ok: false, summary: "did not end", output: "")
+            if let ended = child.wait(timeout: timeout) {
+                switch ended {
+                case .exited(0): outcome = SetupOutcome(ok: true, summary: "", output: "")
+                case .exited(let code): outcome = SetupOutcome(ok: false, summary: "exited \(code)", output: "")
+                case .signalled(let s): outcome = SetupOutcome(ok: false, summary: "killed by signal \(s)", output: "")
+                }
+            } else {
+                // Its whole process group: a setup command is often a script that runs others.
+                child.signalGroup(SIGTERM)
+                if child.wait(timeout: .seconds(10)) == nil { child.signalGroup(SIGKILL); child.wait() }
+                outcome = SetupOutcome(ok: false, summary: "did not end within \(String(format: "%g", Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)) s (--setup-timeout; stopped)", output: "")
             }
         } catch {
             outcome = SetupOutcome(ok: false, summary: "could not start: \(error)", output: "")

@@ -31,6 +31,9 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("setup"), help: ArgumentHelp("A machine setup command (repeatable, in order; /bin/sh -c, {MACHINE}: this host's address), run when the agent starts, before the node takes jobs.", valueName: "CMD"))
     var setup: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("How long one setup command may run before it is stopped and the setup has failed.", valueName: "DURATION"))
+    var setupTimeout = TimeSpan(.seconds(3600), text: "1h")
+
     @Option(name: .long, help: ArgumentHelp("Leave the mesh after this long without a job here, then run --idle-shutdown-cmd.", valueName: "DURATION"))
     var idleShutdownAfter: TimeSpan?
 
@@ -53,6 +56,7 @@ struct AgentOptions: ParsableArguments {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         if let gpus, gpus < 0 { throw ValidationError("--gpus cannot be negative") }
         if setup.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) { throw ValidationError("--setup needs a command") }
+        guard setupTimeout.duration > .zero else { throw ValidationError("--setup-timeout must be more than 0") }
         if idleShutdownCmd != nil && idleShutdownAfter == nil { throw ValidationError("--idle-shutdown-cmd needs --idle-shutdown-after") }
         _ = try parsedLabels()
     }
@@ -78,6 +82,7 @@ struct AgentOptions: ParsableArguments {
             nodeClass: nodeClass, labels: try parsedLabels(), slots: slots, gpus: gpus)
         c.transport.sourceAddress = source
         c.lifecycle.setup = setup
+        c.lifecycle.setupTimeout = setupTimeout.duration
         c.lifecycle.idleAfter = idleShutdownAfter?.duration
         c.lifecycle.idleCommand = idleShutdownCmd ?? ""
         return c
@@ -92,6 +97,7 @@ struct AgentOptions: ParsableArguments {
         if let gpus { a += ["--gpus", String(gpus)] }
         for l in labels { a += ["--label", l] }
         for s in setup { a += ["--setup", s] }
+        if setupTimeout.text != "1h" { a += ["--setup-timeout", setupTimeout.text] }
         if let idleShutdownAfter { a += ["--idle-shutdown-after", idleShutdownAfter.text] }
         if let idleShutdownCmd { a += ["--idle-shutdown-cmd", idleShutdownCmd] }
         return a

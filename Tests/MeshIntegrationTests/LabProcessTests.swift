@@ -67,7 +67,7 @@ struct LabProcessTests {
             let second = try submit(s, n0, ["--label", "box=w", "--", "true"])
             Thread.sleep(forTimeInterval: 1)
             #expect(job(s, n0, second)?.state == .pending)
-            FileManager.default.createFile(atPath: gate, contents: nil)
+            _ = FileManager.default.createFile(atPath: gate, contents: nil)
             #expect(s.waitFor(.seconds(20)) { job(s, n0, first)?.state == .succeeded } != nil)
             #expect(job(s, n0, first)?.attempts.count == 1, "the running job finished where it was")
             #expect(job(s, n0, second)?.state == .pending, "nothing new starts on a draining node")
@@ -96,7 +96,7 @@ struct LabProcessTests {
             try FileManager.default.removeItem(atPath: gate)
             let last = try submit(s, n0, ["--label", "box=w", "--", "sh", "-c", gated])
             #expect(s.waitFor(.seconds(20)) { job(s, n0, last)?.state == .running } != nil)
-            DispatchQueue.global().asyncAfter(deadline: .now() + 2) { FileManager.default.createFile(atPath: gate, contents: nil) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2) { _ = FileManager.default.createFile(atPath: gate, contents: nil) }
             let leave = try s.mesh(["leave", "--data-dir", agents[2].dataDir])
             #expect(leave.exitCode == 0 && leave.stdout.contains("waiting for 1 job on n2") && leave.stdout.contains("Left the mesh"), "\(leave)")
             let ended = try #require(job(s, n0, last))
@@ -166,7 +166,7 @@ struct LabProcessTests {
             // Break n2: its attempts directory is a file, so no attempt can get a workspace.
             let attempts = agents[2].dataDir + "/attempts"
             try FileManager.default.moveItem(atPath: attempts, toPath: attempts + ".saved")
-            FileManager.default.createFile(atPath: attempts, contents: Data("broken".utf8))
+            _ = FileManager.default.createFile(atPath: attempts, contents: Data("broken".utf8))
             let ids = try (0..<3).map { _ in try submit(s, n0, ["--", "true"]) }
             #expect(s.waitFor(.seconds(20)) { record(s, n0, "n2")?.quarantined == true } != nil)
             let reason = record(s, n0, "n2")?.cordonReason ?? ""
@@ -212,6 +212,33 @@ struct LabProcessTests {
         }
     }
 
+    @Test("machine setup: a command still running after --setup-timeout is stopped with what it started; the node stays out with the reason; a bad --setup-timeout is refused")
+    func setupTimeout() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onThread {
+            let n0 = try coordinator.mesh(s, count: 1, voters: 1)[0].dataDir
+            let token = try s.mesh(["token", "--data-dir", n0]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let bad = try s.mesh(["join", token, "--data-dir", s.dir.sub("bad"), "--setup", "true", "--setup-timeout", "0s"])
+            #expect(bad.exitCode == 64 && bad.stderr.contains("--setup-timeout"), "\(bad)")
+            let pidFile = s.dir.sub("setup-child.pid")
+            let join = try s.mesh(["join", token, "--data-dir", s.dir.sub("n1"), "--name", "n1", "--listen", "127.0.0.1:0",
+                                   "--setup", "echo waiting for a lock; sleep 300 & echo $! >'\(pidFile)'; wait", "--setup-timeout", "1s"])
+            #expect(join.exitCode == 1, "\(join)")
+            #expect(join.stderr.contains("did not end within 1 s") && join.stderr.contains("waiting for a lock"), "\(join)")
+            #expect(s.waitFor(.seconds(10)) { s.status(n0)?.member("n1")?.record.meta.setup.contains("did not end within 1 s") == true } != nil)
+            // The sleep the command started went with it (its process group was stopped).
+            let child = (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            #expect(Int32(child) != nil, "the setup command wrote its child's pid")
+            let running = { () -> Bool in
+                guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                return !stat[stat.index(after: close)...].hasPrefix(" Z")
+            }
+            #expect(s.waitFor(.seconds(5)) { !running() } != nil, "the setup's child \(child) still runs")
+        }
+    }
+
     @Test("scale_up: when a job has waited for capacity the coordinator runs the command, which joins a new agent that runs it; idle, that agent leaves and runs its idle command")
     func scaleUpAndIdleShutdown() async throws {
         let s = try Scratch()
@@ -230,7 +257,7 @@ struct LabProcessTests {
             let ran = try #require(job(s, n0, waiting)?.current?.node)
             #expect(record(s, n0, "scaled")?.id == ran.rawValue, "the waiting job ran on the new node")
             #expect(job(s, n0, busy)?.state == .running, "the first job still holds n0's only slot")
-            FileManager.default.createFile(atPath: gate, contents: nil)
+            _ = FileManager.default.createFile(atPath: gate, contents: nil)
             let log = (try? String(contentsOfFile: n0 + "/scale-up.log", encoding: .utf8)) ?? ""
             #expect(log.contains("Joined mesh"), "\(log)")
             // Idle for 2 s: it drains, leaves, runs its command, and its agent stops.
