@@ -67,7 +67,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "mesh", dependencies: ["MeshCLI"]),
+        .executableTarget(name: "mesh", dependencies: ["MeshCLI", "CMeshSystem"]),
         .executableTarget(
             name: "TransportBenchmark",
             dependencies: ["MeshTransport", "CZeroMQ"],

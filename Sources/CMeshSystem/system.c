@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,4 +75,8 @@ int mesh_spawn_job(pid_t *pid, const char *path, char *const argv[], char *const
 
 int mesh_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+void mesh_line_buffered_stdout(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
 }

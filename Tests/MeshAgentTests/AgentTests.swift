@@ -170,7 +170,7 @@ struct AgentToAgentTests {
         let error = try await onThread { () -> ClientError? in
             let c = try MeshClient(address: a.local, secret: a.secret)
             defer { c.close() }
-            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(.tcp(host: "127.0.0.1", port: closed.port), timeout: .milliseconds(400)) }
+            return clientFailure { () throws(ClientError) in _ = try c.pingPeer(.tcp(host: "127.0.0.1", port: closed.port), timeout: .seconds(3)) }
         }
         guard case .remote(_, .timeout, let message) = error else {
             Issue.record("expected a timeout, got \(String(describing: error))")

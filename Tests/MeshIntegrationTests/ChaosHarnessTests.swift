@@ -20,7 +20,11 @@ struct ChaosHarnessTests {
     }
 
     @Test("fencing off: the harness reports concurrent duplicates and exits 1", .enabled(if: available))
-    func unfencedRunFails() throws {
+    func unfencedRunFails() async throws {
+        try await onProcessThread { try Self.unfencedRunFailsBody() }
+    }
+
+    static func unfencedRunFailsBody() throws {
         let dir = try TemporaryDirectory("chaos")
         defer { dir.remove() }
         let json = dir.sub("report.json"), out = dir.sub("out.txt")

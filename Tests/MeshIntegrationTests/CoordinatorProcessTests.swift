@@ -32,7 +32,7 @@ struct CoordinatorProcessTests {
     func killCoordinator(count: Int) async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try mesh(s, count: count, voters: count)
             let l = try #require(leaderIndex(s, agents))
             let oldLeader = try #require(s.status(agents[l].dataDir)).nodeID
@@ -65,7 +65,7 @@ struct CoordinatorProcessTests {
     func restartAll() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             var agents = try mesh(s, count: 3, voters: 3)
             #expect(try s.mesh(["cordon", "n1", "--reason", "kept", "--data-dir", agents[2].dataDir]).exitCode == 0)
             #expect(try s.mesh(["set", "voter_grace_seconds", "42", "--data-dir", agents[0].dataDir]).exitCode == 0)
@@ -91,7 +91,7 @@ struct CoordinatorProcessTests {
     func leaveAsCoordinator() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try mesh(s, count: 3, voters: 3)
             let l = try #require(leaderIndex(s, agents))
             let leaverID = try #require(s.status(agents[l].dataDir)).nodeID
@@ -114,7 +114,7 @@ struct CoordinatorProcessTests {
     func replaceDeadVoter() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try mesh(s, count: 4, voters: 3)
             #expect(try s.mesh(["set", "voter_grace_seconds", "2", "--data-dir", agents[0].dataDir]).exitCode == 0)
             guard let st = s.status(agents[0].dataDir), let l = leaderIndex(s, agents) else { throw Failure("no coordinator") }

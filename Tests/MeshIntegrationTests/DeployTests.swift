@@ -19,7 +19,11 @@ struct DeployTests {
     }
 
     @Test("rollout joins three hosts and reports an unreachable one; a re-run changes nothing; --only and --skip; a bad hosts file is refused; setup: lines run", .enabled(if: available))
-    func rollout() throws {
+    func rollout() async throws {
+        try await onProcessThread { try Self.rolloutBody() }
+    }
+
+    static func rolloutBody() throws {
         let dir = try TemporaryDirectory("rollout")
         defer { dir.remove() }
         let out = dir.sub("out.txt")

@@ -51,7 +51,7 @@ struct JobProcessTests {
     func submitFollowerRunElsewhereReadThird() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3) { $0 == 2 ? ["--label", "gpu=yes"] : [] }
             let leader = try #require(coordinator.leaderIndex(s, agents))
             // The worker is n2 (the only node with the label); submit through a follower that is not n2.
@@ -92,10 +92,10 @@ struct JobProcessTests {
     func workerKilled() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3)
             // The coordinator also waits for kill_grace + 1 s (a job may ignore SIGTERM that long).
-            for (k, v) in [("lease_seconds", "2"), ("lease_grace_seconds", "1"), ("kill_grace_seconds", "1")] {
+            for (k, v) in [("lease_seconds", "4"), ("lease_grace_seconds", "1"), ("kill_grace_seconds", "1")] {
                 let set = try s.mesh(["set", k, v, "--data-dir", agents[0].dataDir])
                 #expect(set.exitCode == 0, "\(set)")
             }
@@ -116,7 +116,7 @@ struct JobProcessTests {
             _ = agents[w].process.wait(timeout: .seconds(5))
             let rerun = s.waitFor(.seconds(60)) { jobs(s, observer.dataDir).first?.state == .succeeded }
             #expect(rerun != nil, "job: \(String(describing: jobs(s, observer.dataDir).first))")
-            print("jobs, real agents: kill -9 of the worker → attempt 2 succeeded elsewhere in \(ContinuousClock.now - killed) (lease 2 s + max(grace 1 s, kill grace 1 s + 1 s))")
+            print("jobs, real agents: kill -9 of the worker → attempt 2 succeeded elsewhere in \(ContinuousClock.now - killed) (lease 4 s + max(grace 1 s, kill grace 1 s + 1 s))")
             let job = try #require(jobs(s, observer.dataDir).first)
             #expect(job.attempts.count == 2)
             if case .lost? = job.attempts.first?.outcome {} else { Issue.record("attempt 1: \(String(describing: job.attempts.first?.outcome))") }
@@ -136,7 +136,7 @@ struct JobProcessTests {
     func coordinatorKilledDuringBatch() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             var agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "4"] }
             let secret = try s.secret(of: agents[0].dataDir)
             let l = try #require(coordinator.leaderIndex(s, agents))
@@ -152,7 +152,7 @@ struct JobProcessTests {
                     _ = agents[l].process.wait(timeout: .seconds(5))
                 }
                 if i == 30 { agents[l] = try s.startAgent(agents[l].dataDir, name: "n\(l)", join: [survivor.address], extra: ["--slots", "4"]) }
-                let (outcome, _) = try client.write(.submit(JobSpec(name: "batch \(i)", command: ["sh", "-c", script]), Provenance(), at: 0, via: NodeID(0)))
+                let (outcome, _) = try client.write(.submit(JobSpec(name: "batch \(i)", command: ["sh", "-c", script]), Provenance(), at: 0, via: NodeID(0)), timeout: .seconds(60))
                 guard case .created(let created, _) = outcome else { throw Failure("submit \(i): \(outcome)") }
                 ids += created
             }
@@ -172,7 +172,7 @@ struct JobProcessTests {
     func hostile() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 1, voters: 1)
             let d = agents[0].dataDir
             _ = try s.mesh(["set", "kill_grace_seconds", "1", "--data-dir", d])
@@ -227,7 +227,7 @@ struct JobProcessTests {
     func lifecycle() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 1, voters: 1)
             let d = agents[0].dataDir
             #expect(try s.mesh(["set", "kill_grace_seconds", "1", "--data-dir", d]).exitCode == 0)

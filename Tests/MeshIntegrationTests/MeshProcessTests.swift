@@ -10,7 +10,7 @@ struct MeshProcessTests {
     func twoAgents() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let a = try s.dataDirectory("a")
             let b = try s.dataDirectory("b", secret: try s.secret(of: a))
             let alpha = try s.startAgent(a, name: "alpha")
@@ -42,7 +42,7 @@ struct MeshProcessTests {
     func wrongKey() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let a = try s.dataDirectory("a")
             let other = try s.dataDirectory("other")
             let alpha = try s.startAgent(a, name: "alpha")
@@ -64,10 +64,10 @@ struct MeshProcessTests {
     func unreachable() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let a = try s.dataDirectory("a")
             let closed = try ReservedPort()
-            let r = try s.mesh(["ping", "--data-dir", a, "--to", closed.address, "--timeout", "500ms"])
+            let r = try s.mesh(["ping", "--data-dir", a, "--to", closed.address, "--timeout", "3s"])
             #expect(r.exitCode == 69, "\(r)")
             #expect(r.stderr.contains("connection refused"))
             let local = try s.mesh(["ping", "--data-dir", a, "--timeout", "300ms"])
@@ -80,7 +80,7 @@ struct MeshProcessTests {
     func cleanShutdown(signal: Int32) async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let a = try s.dataDirectory("a")
             let alpha = try s.startAgent(a, name: "alpha")
             let pid = alpha.process.pid
@@ -104,7 +104,7 @@ struct MeshProcessTests {
     func startupErrors() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let a = try s.dataDirectory("a")
             let b = try s.dataDirectory("b", secret: try s.secret(of: a))
             let alpha = try s.startAgent(a, name: "alpha")
@@ -139,7 +139,7 @@ struct MeshProcessTests {
     func usage() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             #expect(try s.mesh(["frobnicate"]).exitCode == 64)
             #expect(try s.mesh(["ping", "--timeout", "soon"]).exitCode == 64)
             #expect(try s.mesh(["ping", "--to", "host:notaport"]).exitCode == 64)

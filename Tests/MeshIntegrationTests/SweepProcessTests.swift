@@ -24,7 +24,7 @@ struct SweepProcessTests {
     func threeHundred() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "2"] }
             let w = s.dir.sub("witness")
             try FileManager.default.createDirectory(atPath: w, withIntermediateDirectories: true)
@@ -78,7 +78,7 @@ struct SweepProcessTests {
     func resumeAndCanaries() async throws {
         let s = try Scratch()
         defer { s.cleanUp() }
-        try await onThread {
+        try await onProcessThread {
             let agents = try coordinator.mesh(s, count: 3, voters: 3) { _ in ["--slots", "2"] }
             let w = s.dir.sub("witness")
             try FileManager.default.createDirectory(atPath: w, withIntermediateDirectories: true)

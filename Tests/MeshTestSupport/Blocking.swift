@@ -2,16 +2,64 @@ import Foundation
 import Synchronization
 
 /// Runs blocking work (a ZeroMQ poll, a semaphore, waitpid) on a thread of its own and awaits it,
-/// so tests never block the two threads of Swift's cooperative pool.
+/// so tests never block the two threads of Swift's cooperative pool. `body` runs in the calling
+/// task (on an executor that is that thread), so its `#expect`s are recorded against the test that
+/// called it, not as an issue of an unknown test.
 public func onThread<T: Sendable>(
     _ body: @escaping @Sendable () throws -> T
 ) async throws -> T {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        let t = Thread {
-            c.resume(with: Result { try body() })
-        }
-        t.stackSize = 1 << 20
+    let thread = ThreadExecutor()
+    defer { thread.finish() }
+    return try await withTaskExecutorPreference(thread) { try await runHere(body) }
+}
+
+/// Runs `body` on the executor the task prefers (nonisolated async: no hop elsewhere).
+private func runHere<T: Sendable>(_ body: @Sendable () throws -> T) async throws -> T {
+    try body()
+}
+
+/// A task executor that is one thread of its own, running the jobs given to it in order until
+/// `finish()`.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var finished = false
+
+    init() {
+        let t = Thread { [self] in run() }
+        t.name = "test blocking"
+        t.stackSize = 4 << 20
         t.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The thread ends once the jobs it has are done.
+    func finish() {
+        condition.lock()
+        finished = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !finished { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
 
@@ -89,5 +137,49 @@ public func currentThreadNames() -> [String] {
     return tasks.compactMap { tid in
         (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// How many tests that start `mesh` processes run at once (`MESH_TEST_PROCESS_SLOTS`, default three
+/// a core). `onThread` lets every such test start at once, and on a small machine dozens of
+/// meshes then starve each other until a join or an election misses a bound that it meets with
+/// room to spare on a machine of its own.
+public let processSlots = ProcessSlots(
+    ProcessInfo.processInfo.environment["MESH_TEST_PROCESS_SLOTS"].flatMap { Int($0) }.map { max($0, 1) }
+        ?? max(4, 3 * ProcessInfo.processInfo.activeProcessorCount))
+
+/// A counting semaphore for async tests: waiting holds no thread.
+public actor ProcessSlots {
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    public init(_ count: Int) { free = count }
+
+    public func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    public func release() {
+        if waiting.isEmpty { free += 1 } else { waiting.removeFirst().resume() }
+    }
+}
+
+/// `onThread` for a test that runs real `mesh` processes: it first waits for one of the
+/// `processSlots`, and gives it back when `body` returns or throws.
+public func onProcessThread<T: Sendable>(
+    _ body: @escaping @Sendable () throws -> T
+) async throws -> T {
+    await processSlots.acquire()
+    do {
+        let result = try await onThread(body)
+        await processSlots.release()
+        return result
+    } catch {
+        await processSlots.release()
+        throw error
     }
 }

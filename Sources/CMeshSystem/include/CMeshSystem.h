@@ -22,4 +22,6 @@ int mesh_spawn(pid_t *pid, const char *path, char *const argv[], char *const env
 int mesh_spawn_job(pid_t *pid, const char *path, char *const argv[], char *const envp[], int out_fd, const char *cwd);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children, not init's.
 int mesh_set_child_subreaper(void);
+/// Makes standard output line-buffered (a pipe or a file sees each line when it is printed).
+void mesh_line_buffered_stdout(void);
 #endif
