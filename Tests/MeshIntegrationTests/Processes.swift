@@ -115,7 +115,12 @@ final class Scratch: @unchecked Sendable {
         }
         // Supervisors and jobs outlive their agents by design: stop every process started here.
         killProcesses(under: dir.path)
-        dir.remove()
+        // MESH_TEST_KEEP=1 keeps the agents' logs and data directories (to read after a failure).
+        if ProcessInfo.processInfo.environment["MESH_TEST_KEEP"] == "1" {
+            print("kept \(dir.path)")
+        } else {
+            dir.remove()
+        }
     }
 }
 
