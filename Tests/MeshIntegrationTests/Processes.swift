@@ -19,7 +19,7 @@ struct CommandResult: CustomStringConvertible {
 /// `cleanUp()` stops by pid (foreground ones it holds, background ones from their agent.pid).
 final class Scratch: @unchecked Sendable {
     let dir: TemporaryDirectory
-    private var agents: [ChildProcess] = []
+    private var agents: [(process: ChildProcess, log: String)] = []
     private var counter = 0
     private let lock = NSLock()
 
@@ -61,7 +61,7 @@ final class Scratch: @unchecked Sendable {
         for (k, v) in environment ?? [:] { env[k] = v }
         let args = ["agent", "--data-dir", dataDir, "--name", name, "--listen", "127.0.0.1:0"] + seeds.flatMap { ["--join", $0] } + extra
         let p = try ChildProcess.spawn(binary, args, environment: env, stdout: log, stderr: log)
-        lock.withLock { agents.append(p) }
+        lock.withLock { agents.append((p, log)) }
         let endpointFile = dataDir + "/agent.endpoint"
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
@@ -107,7 +107,15 @@ final class Scratch: @unchecked Sendable {
     }
 
     func cleanUp() {
-        for p in lock.withLock({ agents }) { p.terminate(grace: .seconds(2)) }
+        for (p, log) in lock.withLock({ agents }) {
+            // An agent that died of anything but the signals tests send crashed: its log's end
+            // (with the runtime's backtrace) goes to the test output, whatever the test checked.
+            if case .signalled(let sig) = p.terminate(grace: .seconds(2)), ![SIGTERM, SIGKILL, SIGINT].contains(sig) {
+                let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+                let crash = lines.lastIndex { $0.contains("Program crashed") }.map { max($0 - 20, 0) } ?? max(lines.count - 80, 0)
+                print("AGENT CRASHED (signal \(sig)): \(log):\n" + lines[crash...].prefix(160).joined(separator: "\n"))
+            }
+        }
         // Agents that `mesh init` or `mesh join` started in the background.
         let dirs = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
         for d in dirs where FileManager.default.fileExists(atPath: dir.sub(d) + "/agent.pid") {
