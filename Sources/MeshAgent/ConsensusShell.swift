@@ -314,8 +314,19 @@ final class ConsensusShell {
     private func send(forward id: UInt64, loop: TransportLoop) {
         guard var f = forwards[id] else { return }
         if instance.role == .leader {
-            forwards[id] = nil
-            write(f.request, path: f.path, requestID: f.clientRequestID, forwarded: false, loop: loop)
+            // We lead but could not propose it (handing over coordination): try again shortly,
+            // within the write's deadline. (Calling `write` here would forward it to ourselves
+            // again at once, without end.)
+            if case .success(let (index, directives)) = instance.propose(f.request, now: now(loop)) {
+                forwards[id] = nil
+                waiting[index, default: []].append(Waiting(path: f.path, requestID: f.clientRequestID, term: instance.term, since: loop.now))
+                inFlight[f.request.client] = (f.request.sequence, index, instance.term)
+                carryOut(directives, loop: loop)
+                return
+            }
+            f.sentTo = nil
+            forwards[id] = f
+            scheduleRetries(loop)
             return
         }
         if let leader = instance.leader, let address = membership.instance.member(leader)?.meta.address {

@@ -182,8 +182,12 @@ final class JobsShell {
 
     private func start(_ key: Worker.Key, _ spec: JobSpec, _ provenance: Provenance, gpus: [Int], loop: TransportLoop, tries: Int = 0) {
         // A coordinator that has just been elected confirms its lease within a heartbeat or two:
-        // wait for it (up to 2 s) rather than give the attempt up.
-        if consensus.instance.leaseAnchor.map({ $0 + lease(for: spec) > BootClock.now() }) != true, tries < 40 {
+        // wait for it (up to 2 s) rather than give the attempt up. And a node that was paused or
+        // cut off while this start waited may hold a fresh lease before it has applied what the
+        // coordinator decided meanwhile (this attempt given up and run elsewhere, found by the
+        // chaos harness): it waits until it has caught up, when the sync stops such an attempt.
+        let leased = consensus.instance.leaseAnchor.map({ $0 + lease(for: spec) > BootClock.now() }) == true
+        if !(leased && consensus.instance.caughtUp), tries < 40 {
             loop.schedule(after: .milliseconds(50)) { [weak self] loop in
                 guard let self, self.worker.running.contains(key), self.local[key] == nil else { return }
                 if let reason = self.stoppedEarly.removeValue(forKey: key) {
@@ -192,6 +196,9 @@ final class JobsShell {
                 self.start(key, spec, provenance, gpus: gpus, loop: loop, tries: tries + 1)
             }
             return
+        }
+        guard consensus.instance.caughtUp else {
+            return ended(key, .lost("not started: this node had not caught up with the coordinator's log"), loop: loop)
         }
         let files = AttemptFiles(directory: attemptsDirectory + "/" + AttemptFiles.name(key))
         let via = consensus.state.jobs[key.job]?.submittedVia ?? id
@@ -248,10 +255,17 @@ final class JobsShell {
         }
     }
 
-    private func launch(_ key: Worker.Key, loop: TransportLoop) {
+    private func launch(_ key: Worker.Key, loop: TransportLoop, tries: Int = 0) {
         guard var a = local[key] else { return }
         if let reason = a.stopRequested {
             return ended(key, reason == .cancelled ? .cancelled : .lost("superseded before it started"), loop: loop)
+        }
+        // The same as before the start: not on a stale prefix of the log (the fetch and unpack
+        // of a bundle take a while, and the node may have been paused meanwhile).
+        if !consensus.instance.caughtUp {
+            guard tries < 40 else { return ended(key, .lost("not started: this node had not caught up with the coordinator's log"), loop: loop) }
+            loop.schedule(after: .milliseconds(50)) { [weak self] loop in self?.launch(key, loop: loop, tries: tries + 1) }
+            return
         }
         let command = settings.supervisor + [a.files.directory]
         let argv = command.map { strdup($0) } + [nil]
