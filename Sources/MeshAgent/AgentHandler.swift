@@ -202,7 +202,10 @@ final class AgentHandler: TransportHandler {
             var reply = WireLeaveReply()
             reply.told = UInt32(told)
             self.send(Wire.envelope(.leaveReply(reply), requestID: requestID), to: client, loop: loop)
-            self.requestStop()
+            // Stop a moment later: sockets close without lingering, and the answer must be on
+            // its way first (else `mesh leave` saw the connection drop and reported no answer).
+            let stop = self.requestStop
+            loop.schedule(after: .milliseconds(300)) { _ in stop() }
         }
     }
 
