@@ -110,6 +110,56 @@ struct CoordinatorProcessTests {
         }
     }
 
+    @Test("writes sent to the coordinator while it hands over and leaves are all answered, and it exits cleanly")
+    func writesDuringLeave() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onProcessThread {
+            let agents = try mesh(s, count: 3, voters: 3)
+            let l = try #require(leaderIndex(s, agents))
+            let address = DataDirectory(path: agents[l].dataDir).localAddress
+            let secret = try s.secret(of: agents[l].dataDir)
+            // Writers keep the coordinator busy with writes through the whole leave, so that some
+            // arrive while it cannot propose (handing over): such a write once recursed without end
+            // (forwarded to itself) until the agent died of a stack overflow.
+            let record = WriteRecord(writers: 4)
+            let writers = (0..<4).map { t in
+                let thread = Thread {
+                    defer { record.finished() }
+                    guard let c = try? MeshClient(address: address, secret: secret) else { return record.failed("writer \(t): no client") }
+                    defer { c.close() }
+                    var i = 0
+                    while !record.stopping {
+                        i += 1
+                        do throws(ClientError) {
+                            _ = try c.write(.setSetting(key: "probe.\(t)", value: "\(i)"), timeout: .seconds(10))
+                            record.answered()
+                        } catch {
+                            // Once the agent has gone, nothing answers: that is the end, not a failure.
+                            if record.leaveEnded { return }
+                            if case .remote(_, .retryLater, _) = error { return record.answered() }
+                            return record.failed("writer \(t), write \(i), before the leave ended: \(error)")
+                        }
+                    }
+                }
+                thread.start()
+                return thread
+            }
+            _ = s.waitFor(.seconds(10)) { record.count >= 20 }
+            let leave = try s.mesh(["leave", "--data-dir", agents[l].dataDir])
+            record.endLeave()
+            #expect(leave.exitCode == 0, "\(leave)")
+            #expect(agents[l].process.wait(timeout: .seconds(10)) == .exited(0))
+            record.stop()
+            #expect(s.waitFor(.seconds(30)) { record.running == 0 } != nil, "writers still waiting for answers")
+            #expect(record.failures.isEmpty, "\(record.failures)")
+            #expect(record.count >= 20, "only \(record.count) writes answered (\(writers.count) writers)")
+            let rest = agents.indices.filter { $0 != l }
+            let write = try s.mesh(["cordon", "n\(rest[0])", "--data-dir", agents[rest[1]].dataDir])
+            #expect(write.exitCode == 0, "\(write)")
+        }
+    }
+
     @Test("a voter dead longer than the grace is replaced by a healthy member")
     func replaceDeadVoter() async throws {
         let s = try Scratch()
@@ -132,4 +182,22 @@ struct CoordinatorProcessTests {
             #expect(replaced != nil, "\(s.status(agents[l].dataDir)?.coordinator ?? .init())")
         }
     }
+}
+
+/// What the writers of `writesDuringLeave` saw, shared between their threads.
+final class WriteRecord: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answers = 0, live: Int, stopFlag = false, leaveDone = false, problems: [String] = []
+
+    init(writers: Int) { live = writers }
+    var count: Int { lock.withLock { answers } }
+    var running: Int { lock.withLock { live } }
+    var stopping: Bool { lock.withLock { stopFlag } }
+    var leaveEnded: Bool { lock.withLock { leaveDone } }
+    var failures: [String] { lock.withLock { problems } }
+    func answered() { lock.withLock { answers += 1 } }
+    func failed(_ why: String) { lock.withLock { problems.append(why) } }
+    func finished() { lock.withLock { live -= 1 } }
+    func stop() { lock.withLock { stopFlag = true } }
+    func endLeave() { lock.withLock { leaveDone = true } }
 }
