@@ -552,7 +552,7 @@ final class ConsensusShell {
         }
 
         let config = instance.configuration
-        let grace = state.settings["voter_grace_seconds"].flatMap(Double.init).map { Duration.seconds(double: $0) } ?? settings.deadVoterGrace
+        let grace = state.duration(.voterGraceSeconds) ?? settings.deadVoterGrace
         let alive = Set(members.filter { $0.state == .alive }.map(\.id))
         let gone = Set(members.filter { m in
             m.id != instance.id && (m.state == .left || (m.state == .dead && deadSince[m.id].map { now - $0 > grace } == true))
@@ -567,7 +567,7 @@ final class ConsensusShell {
         } else {
             // Count every member still in the configuration: one that is dead but within its
             // grace keeps its seat (a reboot must not cost the mesh its fault tolerance).
-            let maxVoters = state.settings["max_voters"].flatMap(Int.init) ?? settings.maxVoters
+            let maxVoters = state.setting(.maxVoters) ?? settings.maxVoters
             var target = Swift.max(1, Swift.min(maxVoters, config.members.count))
             if target % 2 == 0 { target -= 1 }
             let match = instance.matchIndexes

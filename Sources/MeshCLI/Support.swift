@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MeshAgent
+import MeshCore
 
 enum FileHandleWriter {
     static func stderr(_ s: String) {
@@ -65,7 +66,7 @@ struct TimeSpan: ExpressibleByArgument, CustomStringConvertible {
             break
         }
         guard let v = Double(number), v.isFinite, v >= 0 else { return nil }
-        return .nanoseconds(Int64(v * scale * 1e9))
+        return .seconds(double: v * scale)  // (saturating: `1e300h` is not a crash)
     }
 }
 

@@ -35,8 +35,18 @@ extension Duration {
         return Double(s) + Double(atto) / 1e18
     }
 
-    public static func seconds(double: Double) -> Duration { .nanoseconds(Int64(double * 1e9)) }
+    /// `double` seconds, saturating: NaN is zero, and anything beyond ±292 years is that (a
+    /// conversion that traps on a value read from a setting or a message would crash the agent).
+    public static func seconds(double: Double) -> Duration { .nanoseconds(saturatingInt64(double * 1e9)) }
 
-    /// `self` scaled by a factor.
-    public func scaled(_ factor: Double) -> Duration { .nanoseconds(Int64(Double(nanosecondsClamped) * factor)) }
+    /// `self` scaled by a factor (saturating).
+    public func scaled(_ factor: Double) -> Duration { .nanoseconds(saturatingInt64(Double(nanosecondsClamped) * factor)) }
+}
+
+/// `d` as an Int64, rounded towards zero, clamped to Int64's range; NaN is 0.
+func saturatingInt64(_ d: Double) -> Int64 {
+    if d.isNaN { return 0 }
+    if d >= 9.2e18 { return .max }
+    if d <= -9.2e18 { return .min }
+    return Int64(d)
 }

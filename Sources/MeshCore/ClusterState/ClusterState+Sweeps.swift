@@ -4,7 +4,7 @@ extension ClusterState {
     /// A staging sweep whose client sent nothing for this many entries is abandoned.
     public static let sweepStagingRetention: Consensus.Index = 50_000
 
-    public var maxPlanJobs: Int { settings["max_plan_jobs"].flatMap(Int.init) ?? Self.defaultMaxPlanJobs }
+    public var maxPlanJobs: Int { setting(.maxPlanJobs) ?? Self.defaultMaxPlanJobs }
 
     /// Sweeps by id, in order.
     public var sweepList: [Sweep] { sweeps.values.sorted { $0.id < $1.id } }
