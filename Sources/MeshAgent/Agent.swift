@@ -142,7 +142,7 @@ public final class Agent: Sendable {
             labels: configuration.labels, slots: configuration.slots, cpus: hardware.cpus, memoryMB: hardware.memoryMB,
             gpus: configuration.gpus ?? hardware.gpus, gpuModel: hardware.gpuModel, version: MeshVersion.string,
             protocolVersion: Wire.protocolVersion)
-        meta.setup = Lifecycle.initialSetupState(configuration.lifecycle)
+        meta.setup = Lifecycle.initialSetupState(configuration.lifecycle, dir)
         let firstMeta = meta
         let incarnation = dir.readIncarnation() + 1
         // The agents it joined through are kept, so that an agent restarted before it has learnt

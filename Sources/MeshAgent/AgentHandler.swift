@@ -87,9 +87,19 @@ final class AgentHandler: TransportHandler {
                 if case .submit(let spec, let provenance, let at, let via) = request.command, via.rawValue == 0 {
                     request.command = .submit(spec, provenance, at: at == 0 ? unixMillis() : at, via: consensus.instance.id)
                 }
-                if case .setSetting(let key, _) = request.command, key == ClusterState.unfencedSetting, !ClusterState.debugBuild {
-                    send(Wire.error(.badRequest, "\(key) exists only in debug builds of mesh", requestID: envelope.requestID), to: route, loop: loop)
-                    return
+                if case .setSetting(let key, let value) = request.command {
+                    // A bad value would be replicated to every node: refused here, with the reason.
+                    let problem: String? = if key == ClusterState.unfencedSetting {
+                        ClusterState.debugBuild ? (value == "0" || value == "1" ? nil : "\(key) is 0 or 1") : "\(key) exists only in debug builds of mesh"
+                    } else if ClusterState.Setting(rawValue: key) == nil {
+                        "unknown setting '\(key)'"
+                    } else {
+                        ClusterState.settingProblem(key: key, value: value)
+                    }
+                    if let problem {
+                        send(Wire.error(.badRequest, problem, requestID: envelope.requestID), to: route, loop: loop)
+                        return
+                    }
                 }
                 if case .plan(var chunk) = request.command, chunk.via.rawValue == 0 {
                     chunk.via = consensus.instance.id
@@ -213,11 +223,13 @@ final class AgentHandler: TransportHandler {
     /// agent).
     func leave(loop: TransportLoop, done: @escaping (Int, TransportLoop) -> Void) {
         guard let membership else { return done(0, loop) }
-        // 1. hand over coordination, 2. tell the mesh, 3. wait for our vote to be taken away (the
-        // coordinator does that when gossip says we left), 4. answer and stop.
+        // 0. finish copying logs and results to the nodes that took the submissions (and the
+        // reports), 1. hand over coordination, 2. tell the mesh, 3. wait for our vote to be taken
+        // away (the coordinator does that when gossip says we left), 4. answer and stop.
         let consensus = self.consensus
         let announce: (TransportLoop) -> Void = { [weak self] loop in
             guard let self else { return }
+            self.lifecycle?.markLeft()
             let told = membership.leave(loop: loop)
             self.logger.info("leaving the mesh", metadata: ["told": "\(told)"])
             let finish: (TransportLoop) -> Void = { loop in
@@ -225,7 +237,18 @@ final class AgentHandler: TransportHandler {
             }
             if let consensus { consensus.waitForVoteRemoval(loop: loop, then: finish) } else { finish(loop) }
         }
-        if let consensus { consensus.handOverLeadership(loop: loop, then: announce) } else { announce(loop) }
+        let handOver: (TransportLoop) -> Void = { loop in
+            if let consensus { consensus.handOverLeadership(loop: loop, then: announce) } else { announce(loop) }
+        }
+        waitForDeliveries(until: loop.now + .seconds(30), loop: loop, then: handOver)
+    }
+
+    private func waitForDeliveries(until deadline: ContinuousClock.Instant, loop: TransportLoop, then: @escaping (TransportLoop) -> Void) {
+        guard jobs?.delivering == true, loop.now < deadline else { return then(loop) }
+        loop.schedule(after: .milliseconds(50)) { [weak self] loop in
+            guard let self else { return then(loop) }
+            self.waitForDeliveries(until: deadline, loop: loop, then: then)
+        }
     }
 
     private func decode(_ message: InboundMessage) throws(WireError) -> WireEnvelope {

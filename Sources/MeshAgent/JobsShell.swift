@@ -106,6 +106,11 @@ final class JobsShell {
     /// Whether this node is starting, running or reporting an attempt.
     var busy: Bool { !local.isEmpty || !worker.running.isEmpty }
 
+    /// Copies of results to submitting nodes in flight.
+    private var copying = 0
+    /// Whether reports or copies of results are still on their way (a node that leaves waits).
+    var delivering: Bool { copying > 0 || !reports.isEmpty }
+
     // MARK: Start and adoption
 
     /// Attempts whose supervisors outlived the previous agent are adopted; their results (if any)
@@ -173,14 +178,31 @@ final class JobsShell {
 
     var controlSettings: JobControl.Settings {
         var s = JobControl.Settings()
-        let st = consensus.state.settings
-        if let v = st["lease_seconds"].flatMap(Double.init), v > 0 { s.defaultLease = .seconds(double: v) }
-        if let v = st["lease_grace_seconds"].flatMap(Double.init), v >= 0 { s.grace = .seconds(double: v) }
-        s.killGrace = .seconds(double: st["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace)
+        let st = consensus.state
+        if let v = st.duration(.leaseSeconds) { s.defaultLease = v }
+        if let v = st.duration(.leaseGraceSeconds) { s.grace = v }
+        s.killGrace = .seconds(double: st.seconds(.killGraceSeconds) ?? settings.killGrace)
         return s
     }
 
     private func start(_ key: Worker.Key, _ spec: JobSpec, _ provenance: Provenance, gpus: [Int], loop: TransportLoop, tries: Int = 0) {
+        // Not while this node's machine setup runs (`mesh node setup`, or an assignment made on
+        // gossip from before it started): the attempt waits for it. After a failed setup the
+        // attempt fails to start, the machine's fault: it runs elsewhere.
+        let setup = membership.instance.meta.setup
+        if setup.hasPrefix("failed") {
+            return failedToStart(key, "this node's machine setup \(setup)", loop: loop)
+        }
+        if !setup.isEmpty {
+            loop.schedule(after: .milliseconds(200)) { [weak self] loop in
+                guard let self, self.worker.running.contains(key), self.local[key] == nil else { return }
+                if let reason = self.stoppedEarly.removeValue(forKey: key) {
+                    return self.ended(key, reason == .cancelled ? .cancelled : .lost("superseded before it started"), loop: loop)
+                }
+                self.start(key, spec, provenance, gpus: gpus, loop: loop, tries: tries)
+            }
+            return
+        }
         // A coordinator that has just been elected confirms its lease within a heartbeat or two:
         // wait for it (up to 2 s) rather than give the attempt up. And a node that was paused or
         // cut off while this start waited may hold a fresh lease before it has applied what the
@@ -215,7 +237,7 @@ final class JobsShell {
             job: key.job, attempt: key.attempt, node: name, command: spec.command, env: spec.env, workdir: spec.workdir,
             timeoutSeconds: spec.timeoutSeconds, results: spec.results, gpus: gpus, logLimit: settings.logLimit,
             resultsLimit: settings.resultsLimit,
-            killGrace: consensus.state.settings["kill_grace_seconds"].flatMap(Double.init) ?? settings.killGrace,
+            killGrace: consensus.state.seconds(.killGraceSeconds) ?? settings.killGrace,
             ignoreLease: consensus.state.fencingDisabled ? true : nil)
         do {
             try files.write(attemptSpec, files.spec)
@@ -250,7 +272,12 @@ final class JobsShell {
             try Archive.unpack(archive, into: workspace, limit: limit)
             return nil
         } catch {
-            if case .io = error { return .failedToStart("cannot unpack the code bundle: \(error)") }
+            // A name too long, a path through a file, a link loop: the bundle's content, the same
+            // on every node. Anything else the file system says (full, read-only, failing, out of
+            // descriptors or permissions) is this machine's.
+            if case .io(_, let e) = error, ![ENAMETOOLONG, ELOOP, ENOTDIR, EISDIR, EEXIST, EINVAL, EILSEQ].contains(e) {
+                return .failedToStart("cannot unpack the code bundle: \(error)")
+            }
             return .rejected("cannot unpack its code bundle: \(error)")
         }
     }
@@ -420,8 +447,11 @@ final class JobsShell {
         // A copy of the results and log for the node that took the submission.
         if let bundle, let via = a.via ?? consensus.state.jobs[key.job]?.submittedVia, via != id,
            membership.instance.member(via)?.state == .alive {
+            copying += 1
             push(bundle.hash, size: bundle.size, to: via, loop: loop) { [weak self] ok in
-                guard let self, ok else { return }
+                guard let self else { return }
+                self.copying -= 1
+                guard ok else { return }
                 self.reports.append((key, .stored(job: key.job, attempt: key.attempt, node: via)))
                 self.sendReport(loop)
             }

@@ -44,6 +44,9 @@ final class Lifecycle {
     // Setup
     private var setupRunning = false
     private var setupWaiters: [(WireSetupReply, TransportLoop) -> Void] = []
+    /// The setup command running now (its process group is stopped with the agent).
+    private let setupChild = Box<ChildProcess?>(nil)
+    private let stopped = Box(false)
 
     // Idle shutdown
     private var idleSince: ContinuousClock.Instant = .now
@@ -51,19 +54,12 @@ final class Lifecycle {
     /// Whether this agent has looked for a drain left by its own earlier `mesh leave`.
     private var leavingChecked = false
 
-    // Coordinator duties
+    // Coordinator duties (decided by LabControl)
+    private var lab = LabControl.Instance()
     private var client = ClusterState.ClientID(0)
     private var sequence: UInt64 = 0
     private var term: Consensus.Term = 0
-    private var requeued: [JobID: ContinuousClock.Instant] = [:]
-    /// When this coordinator first saw each node's current drain (its log index).
-    private var drainSeen: [NodeID: (index: Consensus.Index, at: ContinuousClock.Instant)] = [:]
-    private var lastCanary: [NodeID: ContinuousClock.Instant] = [:]
-    /// Canaries that failed in a row per node: the pause before the next doubles with each.
-    private var canaryFailures: [NodeID: (count: Int, last: JobID)] = [:]
-    private var scaleUps: [ChildProcess] = []
-    private var lastScaleUp: ContinuousClock.Instant?
-    private var electedAt: ContinuousClock.Instant = .now
+    private var scaleUps: [Int: ChildProcess] = [:]
 
     init(id: NodeID, directory: DataDirectory, secret: ClusterSecret, settings: LifecycleSettings, consensus: ConsensusShell,
          membership: MembershipShell, jobs: JobsShell, logger: Logger,
@@ -79,24 +75,43 @@ final class Lifecycle {
         self.post = post
     }
 
+    /// The setup commands this start runs: the `--setup` options, unless they are those of the
+    /// last start and `mesh node setup` has replaced them since (then its list: the fix someone
+    /// made); without `--setup` options, the node's stored list. Reads files only.
+    static func startCommands(_ settings: LifecycleSettings, _ directory: DataDirectory) -> [String] {
+        let stored = storedSetup(directory)
+        guard !settings.setup.isEmpty else { return stored }
+        let previous = (try? String(contentsOfFile: flagsFile(directory), encoding: .utf8)) ?? ""
+        return previous == encode(settings.setup) && !stored.isEmpty ? stored : settings.setup
+    }
+
     /// What `meta.setup` says before the first command has run.
-    static func initialSetupState(_ settings: LifecycleSettings) -> String {
-        settings.setup.isEmpty ? "" : "running: 1 of \(settings.setup.count)"
+    static func initialSetupState(_ settings: LifecycleSettings, _ directory: DataDirectory) -> String {
+        let commands = startCommands(settings, directory)
+        return commands.isEmpty ? "" : "waiting: 1 of \(commands.count)"
     }
 
     func start(loop: TransportLoop) {
+        let commands = Lifecycle.startCommands(settings, directory)
         if !settings.setup.isEmpty {
-            // The --setup options, unless they are those of the last start and `mesh node setup`
-            // has replaced them since: then its list (the fix someone made) runs.
-            let flagsFile = directory.path + "/setup-options.json"
-            let flags = (try? JSONEncoder().encode(settings.setup)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            let previous = (try? String(contentsOfFile: flagsFile, encoding: .utf8)) ?? ""
-            var commands = settings.setup
-            if previous == flags, !storedSetup().isEmpty { commands = storedSetup() } else { try? saveSetup(commands) }
-            try? directory.writeAtomically(flagsFile, flags)
-            runSetup(commands, loop: loop) { _, _ in }
+            if commands == settings.setup { try? saveSetup(commands) }
+            try? directory.writeAtomically(Lifecycle.flagsFile(directory), Lifecycle.encode(settings.setup))
         }
+        if !commands.isEmpty { setupWhenJoined(commands, loop: loop) }
         tick(loop)
+    }
+
+    /// Machine setup runs once the mesh has accepted this node: a host the mesh refuses (its
+    /// name is taken, another release) runs nothing.
+    private func setupWhenJoined(_ commands: [String], loop: TransportLoop) {
+        switch membership.join {
+        case .founder, .joined:
+            runSetup(commands, loop: loop) { _, _ in }
+        case .joining:
+            loop.schedule(after: .milliseconds(100)) { [weak self] loop in self?.setupWhenJoined(commands, loop: loop) }
+        case .failed:
+            return
+        }
     }
 
     private func tick(_ loop: TransportLoop) {
@@ -112,18 +127,34 @@ final class Lifecycle {
 
     // MARK: Machine setup
 
-    var setupFile: String { directory.path + "/setup.json" }
+    var setupFile: String { Lifecycle.setupFile(directory) }
     var setupLog: String { directory.path + "/setup.log" }
+    static func setupFile(_ d: DataDirectory) -> String { d.path + "/setup.json" }
+    static func flagsFile(_ d: DataDirectory) -> String { d.path + "/setup-options.json" }
+    /// Written when this agent leaves the mesh (mesh leave, idle shutdown): the next start lifts
+    /// the drain of that leave. Without it (an agent restarted in the middle of a leave's drain)
+    /// the drain stays.
+    static func leftMarker(_ d: DataDirectory) -> String { d.path + "/left" }
+
+    /// This agent is leaving the mesh (see `leftMarker`).
+    func markLeft() {
+        _ = FileManager.default.createFile(atPath: Lifecycle.leftMarker(directory), contents: nil)
+    }
+
+    private static func encode(_ commands: [String]) -> String {
+        (try? JSONEncoder().encode(commands)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
 
     private func saveSetup(_ commands: [String]) throws {
-        let data = try JSONEncoder().encode(commands)
-        try directory.writeAtomically(setupFile, String(decoding: data, as: UTF8.self))
+        try directory.writeAtomically(setupFile, Lifecycle.encode(commands))
     }
 
-    func storedSetup() -> [String] {
-        guard let data = FileManager.default.contents(atPath: setupFile) else { return [] }
+    static func storedSetup(_ d: DataDirectory) -> [String] {
+        guard let data = FileManager.default.contents(atPath: setupFile(d)) else { return [] }
         return (try? JSONDecoder().decode([String].self, from: data)) ?? []
     }
+
+    func storedSetup() -> [String] { Lifecycle.storedSetup(directory) }
 
     /// `mesh node setup`: these commands (replacing the stored list) or the stored list, run now;
     /// the answer comes when they are done.
@@ -155,7 +186,8 @@ final class Lifecycle {
         let timeout = settings.setupTimeout
         publishSetup(commands.isEmpty ? "" : "running: 1 of \(commands.count)", loop: loop)
         logger.info("machine setup", metadata: ["commands": "\(commands.count)"])
-        background.async { [post] in
+        background.async { [post, setupChild, stopped] in
+            Lifecycle.capLog(log)
             let start = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64) ?? 0
             var outcome = SetupOutcome(ok: true, summary: "", output: "")
             for (i, raw) in commands.enumerated() {
@@ -164,7 +196,11 @@ final class Lifecycle {
                     let state = "running: \(i + 1) of \(commands.count)"
                     post { loop in (loop.handler as? AgentHandler)?.lifecycle?.publishSetup(state, loop: loop) }
                 }
-                outcome = Lifecycle.run(command, log: log, timeout: timeout)
+                if stopped.value {
+                    outcome = SetupOutcome(ok: false, summary: "not run: the agent stopped", output: "")
+                    break
+                }
+                outcome = Lifecycle.run(command, log: log, timeout: timeout, running: setupChild)
                 if !outcome.ok {
                     outcome.summary = "`\(command)` \(outcome.summary)"
                     break
@@ -220,7 +256,7 @@ final class Lifecycle {
 
     /// One command under `/bin/sh -c`, its output appended to `log`; how it went and the end of
     /// its output.
-    private static func run(_ command: String, log: String, timeout: Duration) -> SetupOutcome {
+    private static func run(_ command: String, log: String, timeout: Duration, running: Box<ChildProcess?>) -> SetupOutcome {
         let before = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64) ?? 0
         let header = "== \(command)\n"
         if let h = FileHandle(forWritingAtPath: log) ?? { _ = FileManager.default.createFile(atPath: log, contents: nil); return FileHandle(forWritingAtPath: log) }() {
@@ -231,6 +267,8 @@ final class Lifecycle {
         let outcome: SetupOutcome
         do {
             let child = try ChildProcess.spawn("/bin/sh", ["-c", command], stdout: log, stderr: log, newSession: true)
+            running.set(child)
+            defer { running.set(nil) }
             if let ended = child.wait(timeout: timeout) {
                 switch ended {
                 case .exited(0): outcome = SetupOutcome(ok: true, summary: "", output: "")
@@ -250,6 +288,13 @@ final class Lifecycle {
         // The last line of this command's own output, for the one-line reason.
         o.output = tail(log, from: before + UInt64(header.utf8.count), limit: 4096)
         return o
+    }
+
+    /// Keeps a log the agent appends to (setup, scale-up, idle command) from growing without
+    /// end: past `limit` bytes it becomes `FILE.1` (replacing the one before) and starts afresh.
+    static func capLog(_ path: String, limit: UInt64 = 4 << 20) {
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? UInt64, size > limit else { return }
+        _ = rename(path, path + ".1")
     }
 
     private static func tail(_ path: String, from offset: UInt64, limit: Int) -> String {
@@ -281,39 +326,77 @@ final class Lifecycle {
         }
         guard ContinuousClock.now - idleSince >= after else { return }
         shuttingDown = true
-        logger.info("idle: leaving the mesh, then running the idle command", metadata: ["after": "\(after)"])
-        // Drain first so that nothing is assigned here while we leave; then wait for anything
-        // that was assigned meanwhile to end.
         let name = membership.instance.meta.name
+        // A node cordoned already (by hand, quarantined, draining) is given nothing new: it
+        // leaves as it is, and comes back as it was. Any other drains first, so that nothing is
+        // assigned here while it leaves, and waits for what was assigned before the drain.
+        if consensus.state.nodes[id]?.cordoned == true {
+            logger.info("idle: leaving the mesh (cordoned already), then running the idle command", metadata: ["after": "\(after)"])
+            return leaveWhenIdle(after: 0, loop)
+        }
+        logger.info("idle: draining, leaving the mesh, then running the idle command", metadata: ["after": "\(after)"])
         let request = ClusterState.Request(client: ClusterState.ClientID(UInt64.random(in: 1 ... .max)), sequence: 1,
                                            command: .drain(name: name, deadlineMillis: 0, leaving: true))
-        consensus.write(request, path: .local({ [weak self] _, loop in self?.leaveWhenIdle(loop) }), requestID: 0, forwarded: false, loop: loop)
+        consensus.write(request, path: .local({ [weak self] envelope, loop in
+            guard let self else { return }
+            guard case .writeReply(let r) = envelope.body, Wire.outcome(r.outcome).isDone else {
+                // No coordinator, or it refused: stay, and try again later.
+                self.logger.warning("idle shutdown put off: the drain was not committed", metadata: ["answer": "\(envelope.body.map { "\($0)" } ?? "none")"])
+                self.shuttingDown = false
+                self.idleSince = .now - after + .seconds(10)
+                return
+            }
+            self.leaveWhenIdle(after: r.index, loop)
+        }), requestID: 0, forwarded: false, loop: loop)
     }
 
-    private func leaveWhenIdle(_ loop: TransportLoop) {
-        if jobs.busy || consensus.state.usage()[id] != nil {
-            loop.schedule(after: .milliseconds(500)) { [weak self] loop in self?.leaveWhenIdle(loop) }
+    /// Leaves once this node has applied the log up to the drain (so every assignment made
+    /// before it is known here) and nothing is assigned or running here any more.
+    private func leaveWhenIdle(after drain: Consensus.Index, _ loop: TransportLoop) {
+        if consensus.instance.appliedIndex < drain || jobs.busy || consensus.state.usage()[id] != nil {
+            loop.schedule(after: .milliseconds(200)) { [weak self] loop in self?.leaveWhenIdle(after: drain, loop) }
             return
         }
-        let finish: (TransportLoop) -> Void = { [weak self] _ in
+        // The only voter hands over first: unattended, it must not leave a mesh that can no
+        // longer decide. If it cannot, it stays (and takes jobs again).
+        consensus.handOverLeadership(loop: loop) { [weak self] loop in
             guard let self else { return }
-            let command = self.settings.idleCommand
-            if !command.isEmpty {
-                do {
-                    _ = try ChildProcess.spawn("/bin/sh", ["-c", command], stdout: self.directory.path + "/idle-shutdown.log",
-                                               stderr: self.directory.path + "/idle-shutdown.log", newSession: true)
-                    self.logger.info("left the mesh; the idle command runs", metadata: ["command": "\(command)"])
-                } catch {
-                    self.logger.error("left the mesh; the idle command could not start", metadata: ["error": "\(error)"])
-                }
+            let others = self.membership.instance.memberList.contains { $0.id != self.id && $0.state == .alive }
+            if others, self.consensus.instance.configuration.voters == [self.id] {
+                self.logger.warning("idle shutdown put off: this node is the mesh's only voter and could not hand over")
+                self.shuttingDown = false
+                self.idleSince = .now
+                if drain > 0 { self.uncordonSelf(loop) }
+                return
             }
-            self.requestStop()
+            let finish: (TransportLoop) -> Void = { [weak self] _ in
+                guard let self else { return }
+                let command = self.settings.idleCommand
+                if !command.isEmpty {
+                    let log = self.directory.path + "/idle-shutdown.log"
+                    Lifecycle.capLog(log)
+                    do {
+                        _ = try ChildProcess.spawn("/bin/sh", ["-c", command], stdout: log, stderr: log, newSession: true)
+                        self.logger.info("left the mesh; the idle command runs", metadata: ["command": "\(command)"])
+                    } catch {
+                        self.logger.error("left the mesh; the idle command could not start", metadata: ["error": "\(error)"])
+                    }
+                }
+                self.requestStop()
+            }
+            if let leave = self.leave { leave(loop, finish) } else { finish(loop) }
         }
-        if let leave { leave(loop, finish) } else { finish(loop) }
+    }
+
+    private func uncordonSelf(_ loop: TransportLoop) {
+        let request = ClusterState.Request(client: ClusterState.ClientID(UInt64.random(in: 1 ... .max)), sequence: 1,
+                                           command: .uncordon(name: membership.instance.meta.name))
+        consensus.write(request, path: .local({ _, _ in }), requestID: 0, forwarded: false, loop: loop)
     }
 
     // MARK: The coordinator's part
 
+    /// LabControl decides (drain deadlines, canaries, scale-up); this proposes and runs.
     private func coordinate(_ loop: TransportLoop) {
         let inst = consensus.instance
         guard inst.hasAppliedCurrentTerm else { return }
@@ -321,134 +404,83 @@ final class Lifecycle {
             term = inst.term
             client = ClusterState.ClientID(UInt64.random(in: 1 ... .max))
             sequence = 0
-            requeued.removeAll()
-            drainSeen.removeAll()
-            electedAt = .now
-            // A new coordinator waits a pause before its first canary (the old one may have just
-            // sent one); scale-up needs jobs that have waited `scale_up_after_seconds` anyway.
-            let now = ContinuousClock.now
-            for n in consensus.state.nodes.keys { lastCanary[n] = now }
         }
-        let state = consensus.state
-        let nowMillis = unixMillis()
-        var commands: [ClusterState.Command] = []
-        // Drains whose deadline passed, timed from when this coordinator saw them (after a
-        // failover the new one starts counting anew: later, never earlier): requeue what still
-        // runs there (once per job and minute).
-        var active: [NodeID: [Job]]?
-        for n in state.nodes.values.sorted(by: { $0.id < $1.id }) where n.draining && n.drainDeadlineMillis > 0 {
-            if drainSeen[n.id]?.index != n.drainIndex { drainSeen[n.id] = (n.drainIndex, .now) }
-            guard let seen = drainSeen[n.id], ContinuousClock.now - seen.at >= .milliseconds(n.drainDeadlineMillis) else { continue }
-            if active == nil { active = Dictionary(grouping: state.activeJobs, by: { $0.current?.node ?? NodeID(0) }) }
-            let ids = (active?[n.id] ?? []).filter { job in
-                !job.cancelRequested && !job.requeueRequested && requeued[job.id].map { ContinuousClock.now - $0 > .seconds(60) } != false
-            }.map(\.id)
-            guard !ids.isEmpty else { continue }
-            for j in ids { requeued[j] = .now }
-            logger.info("drain deadline passed: requeueing what still runs", metadata: ["node": "\(n.name)", "jobs": "\(ids)"])
-            commands.append(.requeue(ids, reason: "the drain deadline of \(n.name) passed", at: nowMillis))
-        }
-        commands += canaries(state, at: nowMillis)
-        for c in commands {
-            sequence += 1
-            _ = consensus.propose(ClusterState.Request(client: client, sequence: sequence, command: c), loop: loop)
-        }
-        scaleUp(state, at: nowMillis)
-    }
-
-    /// One canary at a time for each quarantined node that is alive and done with its setup,
-    /// `quarantine_canary_seconds` (default 30) after the last.
-    /// A canary that failed doubles the pause before the next one (up to an hour); waiting
-    /// canaries for a node that is no longer quarantined (re-admitted by hand, drained, gone) are
-    /// cancelled.
-    private func canaries(_ state: ClusterState, at: Int64) -> [ClusterState.Command] {
-        let waiting = state.pendingJobs.filter(\.spec.canary)
-        let stale = waiting.filter { job in job.spec.node.map { state.nodes[$0]?.quarantined != true } ?? true }.map(\.id)
-        var out: [ClusterState.Command] = stale.isEmpty ? [] : [.cancel(stale, reason: "its node is no longer quarantined", at: at)]
-        let quarantined = state.nodes.values.filter(\.quarantined).sorted { $0.id < $1.id }
-        guard !quarantined.isEmpty else { return out }
-        let pause = state.settings["quarantine_canary_seconds"].flatMap(Double.init) ?? 30
-        let inFlight = Set((waiting + state.activeJobs.filter(\.spec.canary)).compactMap(\.spec.node))
-        for n in quarantined where !inFlight.contains(n.id) {
-            guard let m = membership.instance.member(n.id), m.state == .alive, m.meta.setup.isEmpty else { continue }
-            // How the last canary of ours went.
-            if let f = canaryFailures[n.id], let job = state.jobs[f.last], job.state == .failed {
-                canaryFailures[n.id] = (f.count + 1, 0)
+        let ready = Set(membership.instance.memberList.filter { $0.state == .alive && $0.meta.setup.isEmpty }.map(\.id))
+        for d in lab.tick(consensus.state, term: inst.term, ready: ready, me: id, now: consensus.now(loop), at: unixMillis()) {
+            switch d {
+            case .propose(let command):
+                sequence += 1
+                switch command {
+                case .requeue(let ids, let reason, _): logger.info("requeueing what still runs", metadata: ["why": "\(reason)", "jobs": "\(ids)"])
+                case .submit(let spec, _, _, _): logger.info("a canary for a quarantined node", metadata: ["job": "\(spec.name)"])
+                default: break
+                }
+                _ = consensus.propose(ClusterState.Request(client: client, sequence: sequence, command: command), loop: loop)
+            case .startScaleUp(let s):
+                startScaleUp(s)
+            case .stopScaleUp(let n):
+                guard let child = scaleUps[n] else { continue }
+                logger.warning("scale_up still running after scale_up_timeout_seconds: stopping it", metadata: ["pid": "\(child.pid)"])
+                child.signalGroup(SIGTERM)
+                loop.schedule(after: .seconds(10)) { _ in child.signalGroup(SIGKILL) }
             }
-            let failures = canaryFailures[n.id]?.count ?? 0
-            let wait = Duration.seconds(double: min(3600, pause * Double(1 << min(failures, 12))))
-            if let last = lastCanary[n.id], ContinuousClock.now - last < wait { continue }
-            lastCanary[n.id] = .now
-            let spec = JobSpec(name: "canary for \(n.name)", command: ["/bin/sh", "-c", "true"], priority: Int(Int32.max),
-                               node: n.id, canary: true)
-            logger.info("a canary for a quarantined node", metadata: ["node": "\(n.name)"])
-            out.append(.submit(spec, Provenance(submitter: "mesh (quarantine)"), at: at, via: id))
-            // Its id is the next one, unless another job is created first; then the failure is
-            // not seen and the pause stays as it was (harmless).
-            canaryFailures[n.id] = (failures, state.nextJobID)
         }
-        return out
     }
 
     /// A node back after its own `mesh leave` (or idle shutdown) takes jobs again: once caught up,
-    /// its agent lifts a leaving drain committed before it started.
+    /// its agent lifts the drain of that leave. Only if it did leave (the marker): an agent
+    /// restarted in the middle of a leave's drain leaves the drain as it is.
     private func liftOwnLeavingDrain(_ loop: TransportLoop) {
         guard !leavingChecked, consensus.instance.caughtUp, consensus.instance.appliedIndex > 0 else { return }
         guard let me = consensus.state.nodes[id] else { return }
+        let marker = Lifecycle.leftMarker(directory)
+        guard FileManager.default.fileExists(atPath: marker) else {
+            leavingChecked = true
+            return
+        }
         leavingChecked = true
-        guard me.draining, me.leaving, me.drainIndex <= consensus.instance.appliedIndex else { return }
+        guard me.draining, me.leaving else {
+            unlink(marker)
+            return
+        }
         logger.info("back after leaving the mesh: lifting the drain")
         let request = ClusterState.Request(client: ClusterState.ClientID(UInt64.random(in: 1 ... .max)), sequence: 1,
                                            command: .uncordon(name: me.name))
         consensus.write(request, path: .local({ [weak self] envelope, _ in
-            if case .writeReply = envelope.body { return }
+            if case .writeReply = envelope.body { unlink(marker); return }
             self?.leavingChecked = false  // no coordinator yet: try again at the next tick
         }), requestID: 0, forwarded: false, loop: loop)
     }
 
-    /// The mesh setting `scale_up`: run when a job has waited longer than `scale_up_after_seconds`
-    /// (default 60) in the queue, at most `scale_up_max` (default 1) at a time, at least
-    /// `scale_up_pause_seconds` (default 120) apart. Its environment has MESH_TOKEN (to join with),
-    /// MESH_WAITING (jobs waiting that long) and the first such job's MESH_JOB, MESH_CLASS,
-    /// MESH_SLOTS, MESH_GPUS; its output goes to scale-up.log in the data directory.
-    private func scaleUp(_ state: ClusterState, at: Int64) {
-        let s = state.settings
-        guard let command = s["scale_up"], !command.isEmpty else { return }
-        let after = s["scale_up_after_seconds"].flatMap(Double.init) ?? 60
-        let max = s["scale_up_max"].flatMap(Int.init) ?? 1
-        let pause = Duration.seconds(double: s["scale_up_pause_seconds"].flatMap(Double.init) ?? 120)
-        guard scaleUps.count < max else { return }
-        if let last = lastScaleUp, ContinuousClock.now - last < pause { return }
-        // A new coordinator waits `scale_up_after_seconds` itself first: its predecessor may have
-        // just run the command for the same jobs.
-        if ContinuousClock.now - electedAt < .seconds(double: after) { return }
-        let waiting = state.pendingJobs.filter { job in
-            !job.spec.canary && (at - (job.history.last?.at ?? at)) >= Int64(after * 1000)
-        }
-        guard let first = waiting.first else { return }
+    /// The mesh setting `scale_up`, run under `/bin/sh -c` in a process group of its own, with
+    /// MESH_TOKEN (to join with), MESH_WAITING (jobs waiting that long) and the first such job's
+    /// MESH_JOB, MESH_CLASS, MESH_SLOTS, MESH_GPUS; its output goes to scale-up.log.
+    private func startScaleUp(_ s: LabControl.ScaleUp) {
         var env = ProcessInfo.processInfo.environment
         env["MESH_TOKEN"] = token().text
-        env["MESH_WAITING"] = "\(waiting.count)"
-        env["MESH_JOB"] = "\(first.id)"
-        env["MESH_CLASS"] = first.spec.nodeClass
-        env["MESH_SLOTS"] = "\(first.spec.resources.slots)"
-        env["MESH_GPUS"] = "\(first.spec.resources.gpus)"
+        env["MESH_WAITING"] = "\(s.waiting)"
+        env["MESH_JOB"] = "\(s.job)"
+        env["MESH_CLASS"] = s.nodeClass
+        env["MESH_SLOTS"] = "\(s.slots)"
+        env["MESH_GPUS"] = "\(s.gpus)"
         let log = directory.path + "/scale-up.log"
-        lastScaleUp = .now
+        Lifecycle.capLog(log)
         do {
-            let child = try ChildProcess.spawn("/bin/sh", ["-c", command], environment: env, stdout: log, stderr: log, newSession: true)
-            scaleUps.append(child)
-            logger.info("scale_up: jobs have waited for capacity", metadata: ["waiting": "\(waiting.count)", "first": "\(first.id)", "pid": "\(child.pid)"])
+            let child = try ChildProcess.spawn("/bin/sh", ["-c", s.command], environment: env, stdout: log, stderr: log, newSession: true)
+            scaleUps[s.id] = child
+            logger.info("scale_up: jobs have waited for capacity", metadata: ["waiting": "\(s.waiting)", "first": "\(s.job)", "pid": "\(child.pid)"])
         } catch {
             logger.error("scale_up could not start", metadata: ["error": "\(error)"])
+            lab.scaleUpEnded(s.id, succeeded: false)
         }
     }
 
     private func reapScaleUps() {
-        scaleUps.removeAll { child in
-            guard let t = child.wait(timeout: .zero) else { return false }
+        for (n, child) in scaleUps.sorted(by: { $0.key < $1.key }) {
+            guard let t = child.wait(timeout: .zero) else { continue }
+            scaleUps[n] = nil
             logger.info("scale_up command ended", metadata: ["pid": "\(child.pid)", "how": "\(t)"])
-            return true
+            lab.scaleUpEnded(n, succeeded: t == .exited(0))
         }
     }
 
@@ -465,5 +497,11 @@ final class Lifecycle {
     func stopping() {
         // Scale-up commands run on by design (they start machines); they are not ours to stop.
         scaleUps.removeAll()
+        // A setup command is: the node it prepares is going away (or its join was refused).
+        stopped.set(true)
+        if let child = setupChild.value {
+            child.signalGroup(SIGTERM)
+            if child.wait(timeout: .seconds(2)) == nil { child.signalGroup(SIGKILL) }
+        }
     }
 }

@@ -97,8 +97,10 @@ private struct Supervision {
         defer { close(output) }
         guard rc == 0 else {
             // A command that does not exist or cannot be executed is the job's failure, as in a
-            // shell (127, 126), not the machine's: it must not count towards quarantine.
-            if rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR {
+            // shell (127, 126), not the machine's: it must not count towards quarantine. So are
+            // arguments too long for exec (E2BIG) and a path too long or looping: they fail on
+            // every node alike, and would otherwise quarantine them one after the other.
+            if [ENOENT, ENOTDIR, EACCES, ENOEXEC, E2BIG, ENAMETOOLONG, ELOOP].contains(rc) {
                 note("cannot run \(spec.command[0]): \(String(cString: strerror(rc)))")
                 var r = AttemptResult(kind: .exited, code: rc == ENOENT || rc == ENOTDIR ? 127 : 126, endedAt: unixMillis())
                 r.logBytes = logBytes

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import MeshAgent
 import MeshWire
@@ -31,6 +32,9 @@ struct AgentCommand: ParsableCommand {
     func run() throws {
         Logging.bootstrap(log.logLevel)
         SignalWaiter.install()
+        // A join token in the environment (a scale_up command's, say) is not for the agent's
+        // children: setup commands, idle commands and jobs.
+        unsetenv("MESH_TOKEN")
         try reportingErrors {
             let agent = try Agent.start(try self.agent.configuration(data.directory, seeds: seeds))
             try runUntilStopped(agent)

@@ -17,8 +17,8 @@ struct JoinCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The join token (mesh1-…).")
-    var token: String
+    @Argument(help: ArgumentHelp("The join token (mesh1-…); - reads it from standard input; without it, $MESH_TOKEN.", valueName: "TOKEN"))
+    var token: String?
 
     @OptionGroup var data: DataOptions
     @OptionGroup var agent: AgentOptions
@@ -33,7 +33,10 @@ struct JoinCommand: ParsableCommand {
     func run() throws {
         Logging.bootstrap(log.logLevel)
         try reportingErrors {
-            let token = try JoinToken(text: token)
+            let token = try JoinToken(text: try tokenText())
+            // The token holds the cluster secret: the agent, its setup commands and its jobs must
+            // not inherit it (the key is in the data directory, mode 0600).
+            unsetenv("MESH_TOKEN")
             let dir = data.directory
             if foreground {
                 SignalWaiter.install()
@@ -58,7 +61,34 @@ struct JoinCommand: ParsableCommand {
                 }
             case .alreadyMember(let pid, let status):
                 print("Already a member: the agent of \(dir.path) is running (pid \(pid)) as \(status.node.name); nothing to do.")
+                // A member whose machine setup failed (or still runs) is not ready: say so, as
+                // the first join would have (a re-run must not turn a failure into success).
+                let setup = status.members.first { $0.record.node == status.nodeID }?.record.meta.setup ?? ""
+                if !setup.isEmpty {
+                    let client = try MeshClient(address: dir.localAddress, secret: token.secret)
+                    defer { client.close() }
+                    try waitForSetup(client, dir: dir)
+                }
             }
+        }
+    }
+
+    /// The token from the argument, standard input (`-`) or `$MESH_TOKEN`: the last two keep it
+    /// off the command line, which every user of the host can read (/proc/PID/cmdline).
+    private func tokenText() throws -> String {
+        switch token {
+        case "-":
+            guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+                throw ValidationError("no token on standard input (mesh join - reads one line)")
+            }
+            return line.trimmingCharacters(in: .whitespaces)
+        case let t?:
+            return t
+        case nil:
+            guard let t = ProcessInfo.processInfo.environment["MESH_TOKEN"], !t.isEmpty else {
+                throw ValidationError("give the join token: mesh join TOKEN, mesh join - (from standard input), or MESH_TOKEN=TOKEN mesh join")
+            }
+            return t.trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
 }

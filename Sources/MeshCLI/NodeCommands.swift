@@ -54,6 +54,12 @@ func waitUntilDrained(_ node: String, client: MeshClient) throws {
     var last = -1
     while true {
         let s = try client.status(timeout: .seconds(5))
+        // Only the coordinator's word: a node's own view may not have applied an assignment made
+        // just before the drain (during an election the local agent answers from its own).
+        guard s.coordinator.fromLeader else {
+            Thread.sleep(forTimeInterval: 0.5)
+            continue
+        }
         guard let record = s.nodes.first(where: { $0.name == node }) else { throw WriteRejected(message: "no node named '\(node)' in the mesh") }
         let running = s.jobs.filter { ($0.state == "running" || $0.state == "assigned") && $0.attempts.last?.node == record.id }.map(\.id)
         if running.isEmpty {

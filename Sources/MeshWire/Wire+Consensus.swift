@@ -122,6 +122,7 @@ extension Wire {
         w.leaving = n.leaving
         w.quarantined = n.quarantined
         w.failStreak = UInt32(clamping: n.failStreak)
+        w.quarantinedIndex = n.quarantinedIndex
         return w
     }
 
@@ -252,7 +253,8 @@ extension Wire {
             nodes[NodeID(n.id)] = ClusterState.Node(
                 id: NodeID(n.id), name: n.name, address: n.address, cordoned: n.cordoned,
                 cordonReason: n.cordonReason, registeredAt: n.registeredAt, capacity: capacity(n.capacity),
-                draining: n.draining, drainDeadlineMillis: n.drainDeadlineMs, drainIndex: n.drainIndex, leaving: n.leaving, quarantined: n.quarantined, failStreak: Int(n.failStreak))
+                draining: n.draining, drainDeadlineMillis: n.drainDeadlineMs, drainIndex: n.drainIndex, leaving: n.leaving, quarantined: n.quarantined, failStreak: Int(n.failStreak),
+                quarantinedIndex: n.quarantinedIndex)
         }
         var jobs: [JobID: Job] = [:]
         for j in w.jobs {

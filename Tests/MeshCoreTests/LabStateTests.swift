@@ -41,30 +41,12 @@ struct LabStateTests {
         #expect(s.job(running).state == .succeeded)
     }
 
-    @Test("quarantine after K attempts that failed to start in a row; attempts that ran (or a job that cannot run as given) reset the count; only a pinned canary goes there; its success re-admits the node; a cordon by hand is left alone; never the last node that takes jobs")
+    @Test("quarantine after K attempts that failed to start in a row; an attempt that ran resets the count, one the job could not run as given counts for nothing; only a pinned canary goes there; its success re-admits the node")
     func quarantineAndCanary() throws {
         var s = JobStory(nodes: [("a", .init(slots: 1, cpus: 4)), ("b", .init(slots: 1, cpus: 4)), ("c", .init(slots: 1, cpus: 4))])
         #expect(s.apply(.setSetting(key: "quarantine_after", value: "2")).isDone)
         let a = s.id("a"), b = s.id("b")
-        // b, cordoned by hand while its attempts fail to start, is never quarantined.
-        let onB = try s.submitted(JobSpec(command: ["z"], node: b))
-        for _ in 0..<2 {
-            s.schedule()
-            _ = s.finish(onB, .failedToStart("no workspace"))
-        }
-        #expect(s.state.nodes[b]!.quarantined && s.state.nodes[b]!.failStreak == 2, "b was uncordoned: quarantined")
-        #expect(s.apply(.uncordon(name: "b")).isDone)
-        #expect(s.apply(.cordon(name: "b", reason: "by hand")).isDone)
-        #expect(s.apply(.cordon(name: "c", reason: "by hand")).isDone)
-        s.schedule()
-        _ = s.finish(onB, .failedToStart("no workspace"))
-        #expect(s.job(onB).state == .pending && s.job(onB).attempts.count == 2, "nothing goes to a node cordoned by hand")
-        _ = s.apply(.cancel([onB], reason: "", at: 0))
-        // A job that cannot run as given fails, wherever it runs, and says nothing about the node.
-        let bad = try s.submitted(JobSpec(command: ["x"], workdir: "missing"))
-        s.schedule()
-        _ = s.finish(bad, .rejected("no directory missing in the job's code"))
-        #expect(s.job(bad).state == .failed && s.state.nodes[a]!.failStreak == 0)
+        for n in ["b", "c"] { #expect(s.apply(.cordon(name: n, reason: "by hand")).isDone) }
         // Start failures on a: one, then an attempt that ran (exit 1: the job's fault) resets the count.
         let j1 = try s.submitted(JobSpec(command: ["x"]))
         s.schedule()
@@ -73,13 +55,21 @@ struct LabStateTests {
         s.schedule()
         _ = s.finish(j1, .exited(1))
         #expect(s.state.nodes[a]!.failStreak == 0 && !s.state.nodes[a]!.quarantined)
+        // A job that cannot run as given fails wherever it runs, and neither counts nor resets.
         let j2 = try s.submitted(JobSpec(command: ["y"]))
-        for _ in 0..<2 {
-            s.schedule()
-            _ = s.finish(j2, .failedToStart("no workspace"))
-        }
+        s.schedule()
+        _ = s.finish(j2, .failedToStart("no workspace"))
+        #expect(s.apply(.hold([j2], at: 0)).isDone)
+        let bad = try s.submitted(JobSpec(command: ["x"], workdir: "missing"))
+        s.schedule()
+        _ = s.finish(bad, .rejected("no directory missing in the job's code"))
+        #expect(s.job(bad).state == .failed && s.state.nodes[a]!.failStreak == 1, "a rejected job says nothing of the node")
+        #expect(s.apply(.release([j2], at: 0)).isDone)
+        s.schedule()
+        _ = s.finish(j2, .failedToStart("no workspace"))
         let na = s.state.nodes[a]!
         #expect(na.quarantined && na.cordoned && na.cordonReason.contains("its last 2 attempts failed to start (last: no workspace)"))
+        #expect(na.quarantinedIndex == s.index, "the entry that quarantined it")
         #expect(s.job(j2).state == .pending, "requeued, not failed")
         // Nothing but a canary pinned to it runs there.
         #expect(s.schedule().isEmpty)
@@ -87,17 +77,58 @@ struct LabStateTests {
         #expect(s.schedule().isEmpty, "a canary for another node does not go to a")
         _ = s.apply(.cancel([wrong], reason: "", at: 0))
         let canary = try s.submitted(JobSpec(command: ["true"], priority: Int(Int32.max), node: a, canary: true))
+        #expect(s.submit(JobSpec(command: ["true"], node: a, canary: true)) == nil, "one canary a node at a time")
         let plan = s.schedule()
         #expect(plan.map(\.job) == [canary] && plan.first?.node == a)
         // A failed canary is not retried, and the node stays out.
         _ = s.finish(canary, .failedToStart("still broken"))
         #expect(s.job(canary).state == .failed && s.state.nodes[a]!.quarantined)
+        #expect(s.state.canaries(of: a).map(\.id) == [canary])
         let second = try s.submitted(JobSpec(command: ["true"], node: a, canary: true))
         s.schedule()
         _ = s.finish(second, .exited(0))
         #expect(!s.state.nodes[a]!.quarantined && !s.state.nodes[a]!.cordoned && s.state.nodes[a]!.failStreak == 0)
         #expect(s.schedule().map(\.job) == [j2])
         #expect(s.state.nodes[b]!.cordonReason == "by hand")
+        // Quarantined again later: only that quarantine's canaries are its canaries.
+        _ = s.finish(j2, .exited(0))
+        let j3 = try s.submitted(JobSpec(command: ["z"]))
+        for _ in 0..<2 {
+            s.schedule()
+            _ = s.finish(j3, .failedToStart("disk gone"))
+        }
+        #expect(s.state.nodes[a]!.quarantined && s.state.canaries(of: a).isEmpty)
+    }
+
+    @Test("a cordon by hand takes over from a quarantine (no canary re-admits a node being mended); a node cordoned or draining is never quarantined; never the last node not quarantined, nodes that left not counted")
+    func quarantineAndTheOperator() throws {
+        var s = JobStory(nodes: [("a", .init(slots: 1, cpus: 4)), ("b", .init(slots: 1, cpus: 4))])
+        #expect(s.apply(.setSetting(key: "quarantine_after", value: "1")).isDone)
+        let a = s.id("a"), b = s.id("b")
+        // An attempt assigned before a cordon by hand fails to start: the node stays as the operator left it.
+        let j = try s.submitted(JobSpec(command: ["x"], node: a))
+        s.schedule()
+        #expect(s.apply(.cordon(name: "a", reason: "new disk")).isDone)
+        _ = s.finish(j, .failedToStart("no workspace"))
+        #expect(!s.state.nodes[a]!.quarantined && s.state.nodes[a]!.cordonReason == "new disk")
+        #expect(s.apply(.uncordon(name: "a")).isDone)
+        // Quarantined, then cordoned by hand: the cordon's reason, no quarantine, no canary goes there.
+        s.schedule()
+        _ = s.finish(j, .failedToStart("no workspace"))
+        #expect(s.state.nodes[a]!.quarantined)
+        #expect(s.apply(.cordon(name: "a", reason: "mending")).message.contains("cordoned"))
+        #expect(!s.state.nodes[a]!.quarantined && s.state.nodes[a]!.cordoned && s.state.nodes[a]!.cordonReason == "mending")
+        let canary = try s.submitted(JobSpec(command: ["true"], node: a, canary: true))
+        #expect(s.schedule().allSatisfy { $0.job != canary }, "a canary does not go to a node cordoned by hand")
+        _ = s.apply(.cancel([canary, j], reason: "", at: 0))
+        // b is the last node not quarantined, once a has left the mesh: never quarantined.
+        #expect(s.apply(.drain(name: "a", deadlineMillis: 0, leaving: true)).isDone)
+        let onB = try s.submitted(JobSpec(command: ["w"], node: b))
+        for _ in 0..<2 {
+            s.schedule()
+            _ = s.finish(onB, .failedToStart("no workspace"))
+        }
+        #expect(s.state.nodes[b]!.failStreak == 2 && !s.state.nodes[b]!.quarantined)
         // The last node not quarantined never is, whatever fails there.
         var one = JobStory(nodes: [("solo", .init(slots: 1, cpus: 4))])
         _ = one.apply(.setSetting(key: "quarantine_after", value: "2"))
@@ -107,6 +138,36 @@ struct LabStateTests {
             _ = one.finish(last, .failedToStart("no workspace"))
         }
         #expect(one.state.nodes[one.id("solo")]!.failStreak == 3 && !one.state.nodes[one.id("solo")]!.quarantined)
+    }
+
+    @Test("settings: bad values are refused with the reason when applied, and read back within their bounds", arguments: [
+        ("scale_up_pause_seconds", "inf"), ("scale_up_after_seconds", "nan"), ("lease_seconds", "0"), ("lease_seconds", "1e300"),
+        ("kill_grace_seconds", "-1"), ("max_voters", "4"), ("max_voters", "11"), ("quarantine_after", "many"), ("scale_up_max", "-2"),
+        ("max_plan_jobs", "0"),
+    ])
+    func badSettings(key: String, value: String) {
+        var s = JobStory()
+        let r = s.apply(.setSetting(key: key, value: value))
+        #expect(!r.isDone && r.message.contains(key), "\(r.message)")
+        #expect(s.state.settings[key] == nil)
+    }
+
+    @Test("settings: good values are taken; reads are clamped and a duration never traps")
+    func goodSettings() {
+        var s = JobStory()
+        #expect(s.apply(.setSetting(key: "scale_up_pause_seconds", value: "0.5")).isDone)
+        #expect(s.state.seconds(.scaleUpPauseSeconds) == 0.5)
+        #expect(s.apply(.setSetting(key: "max_voters", value: "3")).isDone && s.state.setting(.maxVoters) == 3)
+        #expect(s.apply(.setSetting(key: "scale_up", value: "echo more")).isDone && s.state.text(.scaleUp) == "echo more")
+        // Values stored by an older release, before they were checked, are read within bounds.
+        let old = ClusterState(nodes: [:], sessions: [:], settings: ["lease_seconds": "inf", "max_voters": "99", "kill_grace_seconds": "nan"],
+                               appliedIndex: 1)
+        #expect(old.seconds(.leaseSeconds) == ClusterState.Setting.maxSeconds)
+        #expect(old.setting(.maxVoters) == 9)
+        #expect(old.seconds(.killGraceSeconds) == nil)
+        #expect(Duration.seconds(double: .infinity) > .seconds(1_000_000_000) && Duration.seconds(double: .nan) == .zero)
+        #expect(Duration.seconds(double: -.infinity) < .zero)
+        #expect(ClusterState.Setting.allCases.allSatisfy { !$0.help.isEmpty })
     }
 
     @Test("a job pinned to a node runs only there; pinned to an unknown node it is refused at submit")

@@ -158,6 +158,7 @@ struct LabWireTests {
         let commands: [ClusterState.Command] = [
             .register(NodeID(1), name: "a", address: "a:1", capacity: .init(slots: 2)),
             .register(NodeID(2), name: "b", address: "b:1", capacity: .init(slots: 2)),
+            .register(NodeID(3), name: "c", address: "c:1", capacity: .init(slots: 2)),
             .setSetting(key: "quarantine_after", value: "1"),
             .submit(JobSpec(command: ["sleep", "9"], node: NodeID(1)), Provenance(), at: 1, via: NodeID(1)),
             .assign([.init(job: 1, attempt: 1, node: NodeID(1), gpus: [], term: 1, at: 2)]),
@@ -175,6 +176,7 @@ struct LabWireTests {
             #expect(state.apply(request, at: UInt64(i + 1)).isDone, "\(c)")
         }
         #expect(state.nodes[NodeID(1)]?.draining == true && state.nodes[NodeID(2)]?.quarantined == true)
+        #expect(state.nodes[NodeID(2)]?.quarantinedIndex == 11 && state.canaries(of: NodeID(2)).map(\.id) == [3])
         #expect(state.jobs[1]?.requeueRequested == true && state.jobs[3]?.spec.canary == true)
         let back = try Wire.clusterState(Wire.encode(state))
         #expect(back == state)

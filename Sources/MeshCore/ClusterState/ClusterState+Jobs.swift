@@ -39,6 +39,12 @@ extension ClusterState {
     /// Jobs waiting for a node, by id.
     public var pendingJobs: [Job] { pendingIDs.sorted().compactMap { jobs[$0] } }
 
+    /// The canaries of a node's current quarantine (submitted after it began), oldest first.
+    public func canaries(of node: NodeID) -> [Job] {
+        guard let n = nodes[node], n.quarantinedIndex > 0 else { return [] }
+        return (canaryIDs[node] ?? []).compactMap { jobs[$0] }.filter { ($0.history.first?.index ?? 0) > n.quarantinedIndex }
+    }
+
     /// Why no registered node could ever run `spec`, or nil if some could.
     public func impossible(_ spec: JobSpec) -> String? {
         guard !nodes.isEmpty else { return "no node is registered yet" }
@@ -128,7 +134,7 @@ extension ClusterState {
             }
             end(&job, attempt: r.attempt, outcome: r.outcome, at: r.at, index: index)
             store(job)
-            account(r.outcome, on: r.node, canary: job.spec.canary)
+            account(r.outcome, on: r.node, canary: job.spec.canary, index: index)
             settleDependents(of: r.job, at: r.at, index: index)
             return .done("job \(r.job) \(job.state.rawValue)")
         case .lost(let id, let attempt, let reason, let at):
@@ -207,6 +213,10 @@ extension ClusterState {
     private mutating func submit(_ spec: JobSpec, _ provenance: Provenance, at: Int64, via: NodeID, index: Consensus.Index) -> Outcome {
         if let problem = Self.invalid(spec) { return .rejected(problem) }
         for d in spec.after where jobs[d] == nil { return .rejected("--after \(d): no such job") }
+        // One canary at a time per node, however many coordinators (or retries) propose one.
+        if spec.canary, let node = spec.node, (canaryIDs[node] ?? []).contains(where: { jobs[$0]?.state.isTerminal == false }) {
+            return .rejected("a canary for \(name(node)) is already waiting or running")
+        }
         if let why = impossible(spec) { return .rejected("cannot run: \(why)") }
         let id = create(spec, provenance, at: at, via: via, index: index)
         return .created([id], "job \(id) \(jobs[id]!.state.rawValue)")
@@ -338,7 +348,7 @@ extension ClusterState {
     }
 
     /// The mesh setting `quarantine_after` (default 3; 0: never).
-    public var quarantineAfter: Int { settings["quarantine_after"].flatMap(Int.init) ?? 3 }
+    public var quarantineAfter: Int { setting(.quarantineAfter) ?? 3 }
 
     /// Whether `spec` is a canary for `node`, the one kind of job a quarantined node takes.
     static func isCanary(_ spec: JobSpec, for node: Node) -> Bool {
@@ -348,20 +358,26 @@ extension ClusterState {
     /// Quarantine: attempts that could not start on a node (workspace, bundle, supervisor: the
     /// machine's fault) in a row cordon it; one that ran resets the count; a canary that
     /// succeeded re-admits it. A node cordoned by hand or draining is left as it is.
-    private mutating func account(_ outcome: AttemptOutcome, on id: NodeID, canary: Bool) {
+    private mutating func account(_ outcome: AttemptOutcome, on id: NodeID, canary: Bool, index: Consensus.Index) {
         guard var n = nodes[id] else { return }
         switch outcome {
         case .failedToStart(let why):
             n.failStreak += 1
-            // Never the last node not quarantined: a fault that follows the jobs everywhere must not
-            // empty the mesh (nodes cordoned by hand or draining say nothing about it).
-            let others = nodes.values.contains { $0.id != id && !$0.quarantined }
+            // Never the last node not quarantined: a fault that follows the jobs everywhere must
+            // not empty the mesh. Nodes that left (mesh leave, idle shutdown) do not count; nodes
+            // cordoned by hand do (they are expected back). Dead ones are gossip's business, which
+            // the state machine cannot see: they count too.
+            let others = nodes.values.contains { $0.id != id && !$0.quarantined && !$0.leaving }
             if quarantineAfter > 0, n.failStreak >= quarantineAfter, !n.cordoned, others {
                 n.cordoned = true
                 n.quarantined = true
+                n.quarantinedIndex = index
                 n.cordonReason = "quarantined: its last \(n.failStreak) attempts failed to start (last: \(why.prefix(300)))"
             }
-        case .exited, .signalled, .timedOut, .rejected:
+        case .rejected:
+            // The job's own fault (its code or working directory): says nothing of the machine.
+            return
+        case .exited, .signalled, .timedOut:
             n.failStreak = 0
             if canary, outcome.succeeded, n.quarantined {
                 n.quarantined = false

@@ -25,10 +25,14 @@ public struct ClusterState: Sendable, Equatable {
         public var quarantined: Bool = false
         /// Consecutive attempts here that failed to start (the machine's fault, not the job's).
         public var failStreak: Int = 0
+        /// The log index of the entry that quarantined it (0: never): canaries submitted after it
+        /// test this quarantine, and how many of them failed sets the pause before the next.
+        public var quarantinedIndex: Consensus.Index = 0
 
         public init(id: NodeID, name: String, address: String, cordoned: Bool = false, cordonReason: String = "",
                     registeredAt: Consensus.Index, capacity: Capacity = .init(), draining: Bool = false, drainDeadlineMillis: Int64 = 0,
-                    drainIndex: Consensus.Index = 0, leaving: Bool = false, quarantined: Bool = false, failStreak: Int = 0) {
+                    drainIndex: Consensus.Index = 0, leaving: Bool = false, quarantined: Bool = false, failStreak: Int = 0,
+                    quarantinedIndex: Consensus.Index = 0) {
             self.id = id
             self.name = name
             self.address = address
@@ -42,6 +46,7 @@ public struct ClusterState: Sendable, Equatable {
             self.leaving = leaving
             self.quarantined = quarantined
             self.failStreak = failStreak
+            self.quarantinedIndex = quarantinedIndex
         }
     }
 
@@ -233,6 +238,8 @@ public struct ClusterState: Sendable, Equatable {
     /// The newest job with each identity (plans reuse them) and each job's dependents.
     private(set) var identities: [String: JobID] = [:]
     private(set) var dependents: [JobID: [JobID]] = [:]
+    /// The canaries pinned to each node, oldest first (derived from `jobs`, like the indexes above).
+    private(set) var canaryIDs: [NodeID: [JobID]] = [:]
     public internal(set) var sweeps: [SweepID: Sweep] = [:]
     public internal(set) var nextSweepID: SweepID = 1
 
@@ -283,9 +290,15 @@ public struct ClusterState: Sendable, Equatable {
             return .done("\(n.name) removed")
         case .cordon(let name, let reason):
             guard var n = node(named: name) else { return .rejected("no node named '\(name)' in the mesh") }
-            if n.cordoned { return .done("\(name) was already cordoned") }
+            // A cordon by hand takes over from a quarantine (its canary must not re-admit a node
+            // someone is mending) and from a drain (no deadline, no leaving).
+            if n.cordoned && !n.quarantined && !n.draining { return .done("\(name) was already cordoned") }
             n.cordoned = true
             n.cordonReason = reason
+            n.quarantined = false
+            n.draining = false
+            n.drainDeadlineMillis = 0
+            n.leaving = false
             nodes[n.id] = n
             return .done("\(name) cordoned: no new jobs will start there")
         case .uncordon(let name):
@@ -317,6 +330,8 @@ public struct ClusterState: Sendable, Equatable {
             nodes[n.id] = n
             return .done("\(name) draining: \(running) job\(running == 1 ? "" : "s") running there may finish, no new ones start\(until)")
         case .setSetting(let key, let value):
+            // (Checked by the CLI and the agent already; an entry from elsewhere is checked too.)
+            if let problem = Self.settingProblem(key: key, value: value) { return .rejected(problem) }
             settings[key] = value
             return .done("\(key) = \(value)")
         case .submit, .assign, .started, .finished, .lost, .cancel, .retry, .hold, .release, .stored, .plan, .requeue:
@@ -346,6 +361,7 @@ public struct ClusterState: Sendable, Equatable {
         if jobs.updateValue(job, forKey: job.id) == nil {
             if !job.spec.identity.isEmpty { identities[job.spec.identity] = job.id }
             for d in job.spec.after { dependents[d, default: []].append(job.id) }
+            if job.spec.canary, let node = job.spec.node { canaryIDs[node, default: []].append(job.id) }
         }
         if job.state.isActive { activeIDs.insert(job.id) } else { activeIDs.remove(job.id) }
         if job.state == .waiting { waitingIDs.insert(job.id) } else { waitingIDs.remove(job.id) }

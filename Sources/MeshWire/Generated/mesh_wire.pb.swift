@@ -1599,6 +1599,11 @@ public nonisolated struct WireNodeRecord: @unchecked Sendable {
     set {_uniqueStorage()._leaving = newValue}
   }
 
+  public var quarantinedIndex: UInt64 {
+    get {_storage._quarantinedIndex}
+    set {_uniqueStorage()._quarantinedIndex = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -5612,7 +5617,7 @@ nonisolated extension WireRaftSnapshot: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0\u{1}draining\0\u{3}drain_deadline_ms\0\u{1}quarantined\0\u{3}fail_streak\0\u{3}drain_index\0\u{1}leaving\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{1}cordoned\0\u{3}cordon_reason\0\u{3}registered_at\0\u{1}capacity\0\u{1}draining\0\u{3}drain_deadline_ms\0\u{1}quarantined\0\u{3}fail_streak\0\u{3}drain_index\0\u{1}leaving\0\u{3}quarantined_index\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -5628,6 +5633,7 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _failStreak: UInt32 = 0
     var _drainIndex: UInt64 = 0
     var _leaving: Bool = false
+    var _quarantinedIndex: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -5651,6 +5657,7 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _failStreak = source._failStreak
       _drainIndex = source._drainIndex
       _leaving = source._leaving
+      _quarantinedIndex = source._quarantinedIndex
     }
   }
 
@@ -5682,6 +5689,7 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._failStreak) }()
         case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._drainIndex) }()
         case 13: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._quarantinedIndex) }()
         default: break
         }
       }
@@ -5733,6 +5741,9 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._leaving != false {
         try visitor.visitSingularBoolField(value: _storage._leaving, fieldNumber: 13)
       }
+      if _storage._quarantinedIndex != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._quarantinedIndex, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -5755,6 +5766,7 @@ nonisolated extension WireNodeRecord: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._failStreak != rhs_storage._failStreak {return false}
         if _storage._drainIndex != rhs_storage._drainIndex {return false}
         if _storage._leaving != rhs_storage._leaving {return false}
+        if _storage._quarantinedIndex != rhs_storage._quarantinedIndex {return false}
         return true
       }
       if !storagesAreEqual {return false}
