@@ -91,9 +91,8 @@ final class AgentHandler: TransportHandler {
                     // A bad value would be replicated to every node: refused here, with the reason.
                     let problem: String? = if key == ClusterState.unfencedSetting {
                         ClusterState.debugBuild ? (value == "0" || value == "1" ? nil : "\(key) is 0 or 1") : "\(key) exists only in debug builds of mesh"
-                    } else if ClusterState.Setting(rawValue: key) == nil {
-                        "unknown setting '\(key)'"
                     } else {
+                        // (Keys outside the catalogue are opaque to the mesh; `mesh set` refuses them.)
                         ClusterState.settingProblem(key: key, value: value)
                     }
                     if let problem {

@@ -32,12 +32,14 @@ public final class ChildProcess: Sendable {
 
     /// Starts `executable` with `arguments`. stdin is /dev/null; stdout and stderr are appended to
     /// the given files, or inherited. With `newSession`, the child leads its own session and process
-    /// group, so `signalGroup` reaches everything it forks.
+    /// group, so `signalGroup` reaches everything it forks. Without `environment` the child gets
+    /// this process's, less `MESH_TOKEN`: a join token (the cluster secret) reaches a child only
+    /// when given on purpose (a scale_up command's).
     public static func spawn(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         stdout: String? = nil, stderr: String? = nil, newSession: Bool = true
     ) throws -> ChildProcess {
-        let env = environment ?? ProcessInfo.processInfo.environment
+        let env = environment ?? ProcessInfo.processInfo.environment.filter { $0.key != "MESH_TOKEN" }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

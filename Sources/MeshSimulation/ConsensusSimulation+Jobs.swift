@@ -7,6 +7,9 @@ import MeshCore
 /// processes running at once, no node runs more than its slots, no report is accepted for an
 /// attempt that is not current, and every accepted report tells what the process really did.
 /// After the faults: every acknowledged job ends, and no process is left running.
+/// With `drainRate`, clients also drain nodes with short deadlines (and uncordon them), and the
+/// leader runs `LabControl`, which requeues what still runs when a deadline passes: requeues then
+/// race failovers, crashes and late reports like every other stop.
 extension ConsensusSimulation {
     public struct JobOptions: Sendable {
         public var slotsPerNode = 2
@@ -22,6 +25,12 @@ extension ConsensusSimulation {
         public var retries = 1
         /// Chance, during the faults, that a node dies at one of the fault points (see `FaultPoint`).
         public var faultPointRate = 0.03
+        /// Chance that a client's write drains a node (deadline 50–500 ms) or uncordons one (0:
+        /// never, and the random streams are those of runs before drains existed).
+        public var drainRate = 0.0
+        /// How long a stopped attempt's process takes to end (SIGTERM, then SIGKILL after the kill
+        /// grace), drawn up to this (0: at once, and the random streams are those of runs before).
+        public var stopDelay: Duration = .zero
 
         public init() {}
 
@@ -75,6 +84,8 @@ extension ConsensusSimulation {
         /// When its supervisor kills it unless the lease is renewed.
         var expiry: Instant
         var outcome: AttemptOutcome?
+        /// Told to stop: how it ends if it has not exited by itself meanwhile.
+        var stopping: AttemptOutcome?
         var running: Bool { outcome == nil }
     }
 
@@ -93,6 +104,8 @@ extension ConsensusSimulation {
         var managerSequence: UInt64 = 0
         /// The index of the coordinator's last proposal; it proposes again once that is applied.
         var managerInFlight: Consensus.Index = 0
+        /// The coordinator's lab duties (drain deadlines), in memory like the agent's.
+        var lab = LabControl.Instance()
         // On disk: the attempts this node started (an agent keeps a directory per attempt).
         var records: Set<Worker.Key> = []
     }
@@ -101,6 +114,7 @@ extension ConsensusSimulation {
         var current: Attempt?
         var active: Bool
         var cancelRequested = false
+        var requeueRequested = false
     }
 
     var millis: Int64 { now.nanoseconds / 1_000_000 }
@@ -162,7 +176,15 @@ extension ConsensusSimulation {
                 start(i, key, spec)
             case .stop(let key, let reason):
                 guard var p = processes[key], p.running else { continue }
-                p.outcome = reason == .cancelled ? .cancelled : .lost("superseded")
+                let outcome: AttemptOutcome = reason == .cancelled ? .cancelled : .lost("superseded")
+                if let delay = jobOptions?.stopDelay, delay > .zero {
+                    // It ends a while later (its signal handler, its kill grace), or by itself first.
+                    p.stopping = outcome
+                    processes[key] = p
+                    queue.push(now + .nanoseconds(Int64(rng.next() % UInt64(delay.nanosecondsClamped))), .processExit(key))
+                    continue
+                }
+                p.outcome = outcome
                 processes[key] = p
                 processEnded(i, key)
             case .report(_, let command):
@@ -201,7 +223,7 @@ extension ConsensusSimulation {
 
     func processExit(_ key: Worker.Key) {
         guard var p = processes[key], p.running else { return }
-        p.outcome = .exited(p.exitCode)
+        p.outcome = p.stopping != nil && now < p.endsAt ? p.stopping : .exited(p.exitCode)
         processes[key] = p
         queue.push(now + .milliseconds(1), .processEnded(node: p.node, key))
     }
@@ -248,6 +270,16 @@ extension ConsensusSimulation {
             Scheduler.Node(id: n.id, capacity: n.capacity,
                            accepting: JobControl.inTouch(n.id, lastContact: inst.lastContact, leaderSince: since, self: inst.id, now: now,
                                                          settings: options.control))
+        }
+        if options.drainRate > 0 {
+            let all = Set(state.nodes.keys)
+            for d in nodes[i].jobs.lab.tick(state, term: inst.term, ready: all, me: inst.id, now: now, at: millis) {
+                if case .propose(let c) = d { commands.append(c) }
+            }
+            // Once the faults are over the operator lets every node take jobs again, so that every job can end.
+            if !faultsOn {
+                for n in state.nodes.values.sorted(by: { $0.id < $1.id }) where n.cordoned { commands.append(.uncordon(name: n.name)) }
+            }
         }
         let plan = Scheduler.plan(state, nodes: accepting, term: inst.term, at: millis, limit: 50)
         if !plan.isEmpty { commands.append(.assign(plan)) }
@@ -298,6 +330,10 @@ extension ConsensusSimulation {
     func jobCommand(client c: Int) -> ClusterState.Command {
         guard let options = jobOptions else { return .setSetting(key: "c\(c)", value: "") }
         let known = createdJobs.values.max() ?? 0
+        if options.drainRate > 0, rng.chance(options.drainRate) {
+            let name = "n\(rng.next() % UInt64(nodes.count))"
+            return rng.chance(0.6) ? .drain(name: name, deadlineMillis: Int64(50 + rng.next() % 450), leaving: false) : .uncordon(name: name)
+        }
         if known > 0, rng.chance(options.cancelRate) {
             return .cancel([1 + rng.next() % known], reason: "by client \(c)", at: millis)
         }
@@ -310,7 +346,8 @@ extension ConsensusSimulation {
 
     func jobsBefore(_ command: ClusterState.Command, on i: Int) -> JobsBefore {
         guard case .finished(let r) = command, let job = nodes[i].state.jobs[r.job] else { return JobsBefore(current: nil, active: false) }
-        return JobsBefore(current: job.current, active: job.state.isActive, cancelRequested: job.cancelRequested)
+        return JobsBefore(current: job.current, active: job.state.isActive, cancelRequested: job.cancelRequested,
+                          requeueRequested: job.requeueRequested)
     }
 
     /// An accepted report is for the current attempt, and tells what its process did.
@@ -325,8 +362,8 @@ extension ConsensusSimulation {
             if p.outcome != r.outcome { violations.append("report for \(key) says \(r.outcome), its process \(String(describing: p.outcome))") }
         } else if case .lost = r.outcome {
             // Never started (no lease): nothing ran.
-        } else if r.outcome == .cancelled, before.cancelRequested {
-            // Cancelled before its node started it.
+        } else if r.outcome == .cancelled, before.cancelRequested || before.requeueRequested {
+            // Cancelled (or requeued) before its node started it.
         } else {
             violations.append("report for \(key) (\(r.outcome)) but no process ran")
         }
@@ -377,4 +414,13 @@ extension ConsensusSimulation {
 
     /// Processes started, and how many of them ran at least once more for the same job.
     public var attemptsStarted: Int { processes.count }
+
+    /// Attempts stopped by a drain's deadline and their jobs put back in the queue (in the
+    /// leader's final state).
+    public var requeuedAttempts: Int {
+        guard let leader = nodes.firstIndex(where: { $0.instance?.role == .leader }) else { return 0 }
+        return nodes[leader].state.jobs.values.reduce(0) { n, job in
+            n + job.history.filter { $0.state == .pending && $0.reason.contains("drain's deadline") }.count
+        }
+    }
 }

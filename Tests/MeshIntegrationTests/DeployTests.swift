@@ -18,7 +18,7 @@ struct DeployTests {
             .appendingPathComponent("deploy/test-rollout").path
     }
 
-    @Test("rollout joins three hosts and reports an unreachable one; a re-run changes nothing; --only and --skip; a bad hosts file is refused; setup: lines run", .enabled(if: available))
+    @Test("rollout joins three hosts and reports an unreachable one; a re-run changes nothing; changed options are reported, and applied with --restart while a job runs on; a failed setup stays failed; --only and --skip; a bad hosts file is refused; setup: lines run; the token is on no command line", .enabled(if: available))
     func rollout() async throws {
         try await onProcessThread { try Self.rolloutBody() }
     }
@@ -28,7 +28,14 @@ struct DeployTests {
         defer { dir.remove() }
         let out = dir.sub("out.txt")
         let p = try ChildProcess.spawn(Self.script, [MeshBinary.path], stdout: out, stderr: out)
-        let status = p.wait(timeout: .seconds(600)) ?? p.terminate(grace: .seconds(10))
+        // On a timeout the whole process group (the script, its rollouts, ssh, sshd): the script's
+        // clean-up runs once its foreground command has ended, and removes the users and files.
+        let status = p.wait(timeout: .seconds(900)) ?? {
+            p.signalGroup(SIGTERM)
+            if let t = p.wait(timeout: .seconds(60)) { return t }
+            p.signalGroup(SIGKILL)
+            return p.wait()!
+        }()
         let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         print(output)
         // The failures and the end of the output, so that a short excerpt of a CI log shows why.

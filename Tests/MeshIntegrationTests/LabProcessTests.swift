@@ -51,7 +51,7 @@ struct LabProcessTests {
             #expect(infinite.exitCode == 64 && infinite.stderr.contains("scale_up_pause_seconds is a number of seconds"), "\(infinite)")
             // Past the CLI (another client, an older one): the agent refuses it too, and runs on.
             let raw = try MeshClient(address: DataDirectory(path: n0).localAddress, secret: try s.secret(of: n0))
-            for (k, v) in [("scale_up_pause_seconds", "inf"), ("lease_seconds", "nan"), ("no_such_setting", "1")] {
+            for (k, v) in [("scale_up_pause_seconds", "inf"), ("lease_seconds", "nan"), ("max_voters", "2")] {
                 #expect(throws: ClientError.self, "\(k)=\(v)") { _ = try raw.write(.setSetting(key: k, value: v)) }
             }
             raw.close()

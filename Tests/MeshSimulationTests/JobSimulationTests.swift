@@ -42,6 +42,29 @@ struct JobSimulationTests {
         #expect((states[.succeeded] ?? 0) > 0)
     }
 
+    @Test("drains with deadlines: the leader's LabControl requeues what still runs, across failovers, crashes and late reports; no attempt runs twice at once, every job ends")
+    func drains() {
+        var options = ConsensusSimulation.JobOptions()
+        options.drainRate = 0.2
+        // Stopping takes a while, as with real supervisors: a requeue that let the job run again
+        // before its attempt had ended would show as two processes at once.
+        options.stopDelay = .milliseconds(300)
+        var requeued = 0, slowest = Duration.zero
+        for seed in seeds(16).map({ $0 + 20_000 }) {
+            let sim = ConsensusSimulation(seed: seed, jobs: options)
+            sim.run()
+            if !sim.violations.isEmpty {
+                fail("[\(sim.scenario)] \(sim.violations.prefix(3).joined(separator: "; "))", seed: seed)
+            }
+            let unfinished = sim.jobCounts.filter { !$0.key.isTerminal }
+            #expect(unfinished.isEmpty, "seed \(seed): \(unfinished)")
+            requeued += sim.requeuedAttempts
+            slowest = max(slowest, sim.settledAfter ?? .zero)
+        }
+        print("drains: \(requeued) attempts requeued by a drain's deadline; settled at most \(slowest) after the faults")
+        #expect(requeued > 0, "no drain's deadline ever requeued anything: the test tests nothing")
+    }
+
     @Test("fault points: nodes die inside the paths that matter, each point is hit, and every run still settles")
     func faultPoints() {
         var hits: [ConsensusSimulation.FaultPoint: Int] = [:], slowest = Duration.zero
