@@ -67,11 +67,12 @@ final class MembershipShell {
     }
 
     /// An error reply from a peer (to a gossip message of ours): during a join, from a seed, it
-    /// ends the join (an agent of another protocol version, for one).
+    /// rules that seed out (an agent of another protocol version, for one); the join fails once
+    /// every seed has.
     func errorReply(_ error: WireErrorReply, from peer: PeerID, loop: TransportLoop) {
         let address = links.address(of: peer) ?? "\(peer)"
         if case .joining(let seeds, _) = join, seeds.contains(address) {
-            fail("\(address) refused our join: \(error.message)")
+            seedRefused(address, "\(address) refused our join: \(error.message)", seeds: seeds)
             links.close(address, loop: loop)
         } else {
             limiter.warning(logger, key: "error:\(address)", now: loop.now, "\(address) answered gossip with an error: \(error.message)")
@@ -91,7 +92,7 @@ final class MembershipShell {
         case .handshakeFailed(let failure):
             let why = "\(address) refused the security handshake (\(failure)): it holds another mesh's cluster key, or is not a mesh agent"
             if case .joining(let seeds, _) = join, seeds.contains(address) {
-                fail(why)
+                seedRefused(address, why, seeds: seeds)
             } else {
                 limiter.warning(logger, key: "handshake:\(address)", now: loop.now, why)
             }
@@ -102,6 +103,15 @@ final class MembershipShell {
                 join = .joining(seeds: seeds, lastError: "\(address): \(d)")
             }
         }
+    }
+
+    /// One seed of a join refused it: the join goes on through the others, and fails (retrying
+    /// cannot help) once none is left.
+    private func seedRefused(_ address: String, _ why: String, seeds: [String]) {
+        let rest = seeds.filter { $0 != address }
+        guard !rest.isEmpty else { return fail(why) }
+        logger.warning("a seed refused the join; trying the others", metadata: ["seed": "\(address)", "why": "\(why)", "left": "\(rest)"])
+        join = .joining(seeds: rest, lastError: why)
     }
 
     /// The shared link layer (the coordinator sends through it too).

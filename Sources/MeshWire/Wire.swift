@@ -16,10 +16,12 @@ public enum Wire {
     /// two releases could no longer work together, above all when the replicated state machine
     /// changes (a new command in the log, a command applied differently: a node of the old release
     /// would refuse the entry or reach another state). 2: drains, requeues, quarantine, canaries
-    /// (mesh 0.2). Fields and messages that old nodes may ignore keep it.
-    public static let protocolVersion: UInt32 = testVersion ?? 2
+    /// (mesh 0.2). 3: settings checked when applied, a cordon that takes over a quarantine or a
+    /// drain, one canary a node, a quarantine's log index (mesh 0.3). Fields and messages that old
+    /// nodes may ignore keep it.
+    public static let protocolVersion: UInt32 = testVersion ?? 3
     /// The oldest protocol this build still understands.
-    public static let oldestSupportedVersion: UInt32 = testVersion ?? 2
+    public static let oldestSupportedVersion: UInt32 = testVersion ?? 3
 
     /// `MESH_TEST_PROTOCOL_VERSION=N` makes a process speak only protocol N: the tests use it to
     /// play an agent of another release. Nothing else reads it.
@@ -117,7 +119,7 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
 /// (`Wire.protocolVersion`, the protocol's major version: changes that add fields or messages keep
 /// it, and an agent ignores what it does not know).
 public enum MeshVersion {
-    public static let release = "0.2.0"
+    public static let release = "0.3.0"
     /// `MESH_TEST_VERSION=V` makes a process call itself release V: the rolling-upgrade test plays
     /// an old and a new release with one build. Nothing else reads it.
     public static let string = getenv("MESH_TEST_VERSION").map { String(cString: $0) } ?? release

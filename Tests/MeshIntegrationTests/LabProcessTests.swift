@@ -293,7 +293,7 @@ struct LabProcessTests {
         let s = try Scratch()
         defer { s.cleanUp() }
         try await onProcessThread {
-            let old = ["MESH_TEST_VERSION": "0.2.0-old"], new = ["MESH_TEST_VERSION": "0.2.1-new"]
+            let old = ["MESH_TEST_VERSION": "0.3.0-old"], new = ["MESH_TEST_VERSION": "0.3.1-new"]
             let first = try s.dataDirectory("n0")
             let secret = try s.secret(of: first)
             var agents = [try s.startAgent(first, name: "n0", extra: ["--slots", "2"], environment: old)]
@@ -323,12 +323,12 @@ struct LabProcessTests {
                 agents[i] = try s.startAgent(agents[i].dataDir, name: "n\(i)", join: others, extra: ["--slots", "2"], environment: new, binary: binary)
                 let back = s.waitFor(.seconds(30)) {
                     guard let st = s.status(observer), let m = st.member("n\(i)") else { return false }
-                    return m.record.state == .alive && m.record.meta.version == "0.2.1-new" && st.coordinator.leader != 0
+                    return m.record.state == .alive && m.record.meta.version == "0.3.1-new" && st.coordinator.leader != 0
                 }
                 #expect(back != nil, "n\(i) back with the new release")
                 if i < 2 {
                     let status = try s.mesh(["status", "--data-dir", observer])
-                    sawMixed = sawMixed || status.stdout.contains("mixed versions: 0.2.0-old (\(2 - i)), 0.2.1-new (\(i + 1))")
+                    sawMixed = sawMixed || status.stdout.contains("mixed versions: 0.3.0-old (\(2 - i)), 0.3.1-new (\(i + 1))")
                 }
             }
             #expect(sawMixed, "status names the mixed versions during the upgrade")
