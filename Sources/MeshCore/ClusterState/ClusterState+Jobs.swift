@@ -39,6 +39,11 @@ extension ClusterState {
     /// Jobs waiting for a node, by id.
     public var pendingJobs: [Job] { pendingIDs.sorted().compactMap { jobs[$0] } }
 
+    /// Canaries waiting for their node, by id (few: one a quarantined node at a time).
+    public var pendingCanaries: [Job] {
+        canaryIDs.values.joined().sorted().compactMap { id in jobs[id].flatMap { $0.state == .pending ? $0 : nil } }
+    }
+
     /// The canaries of a node's current quarantine (submitted after it began), oldest first.
     public func canaries(of node: NodeID) -> [Job] {
         guard let n = nodes[node], n.quarantinedIndex > 0 else { return [] }

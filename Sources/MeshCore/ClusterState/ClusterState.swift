@@ -234,7 +234,8 @@ public struct ClusterState: Sendable, Equatable {
     /// workers, the scheduler and dependency checks never scan every job the mesh has run.
     private(set) var activeIDs: Set<JobID> = []
     private(set) var waitingIDs: Set<JobID> = []
-    private(set) var pendingIDs: Set<JobID> = []
+    /// The ids of the jobs waiting for a node.
+    public private(set) var pendingIDs: Set<JobID> = []
     /// The newest job with each identity (plans reuse them) and each job's dependents.
     private(set) var identities: [String: JobID] = [:]
     private(set) var dependents: [JobID: [JobID]] = [:]

@@ -69,8 +69,11 @@ public enum LabControl {
         private var canaryEnded: [JobID: Instant] = [:]
         /// Canaries proposed and not yet seen in the state.
         private var canaryProposed: [NodeID: Instant] = [:]
-        /// When this coordinator first saw each job waiting for a node.
+        /// When this coordinator first saw each job waiting for a node (kept up to date from the
+        /// state's pending ids, without copying every job each tick: ten thousand may wait).
         private var waitingSince: [JobID: Instant] = [:]
+        /// Pending jobs a new node would not help (canaries, jobs pinned to a node).
+        private var pinned: Set<JobID> = []
         private struct InFlight: Sendable {
             var started: Instant
             var running: Bool
@@ -150,8 +153,8 @@ public enum LabControl {
             -> [Directive]
         {
             var out: [Directive] = []
-            let stale = state.pendingJobs.filter { job in
-                job.spec.canary && job.spec.node.map { state.nodes[$0]?.quarantined != true } ?? true
+            let stale = state.pendingCanaries.filter { job in
+                job.spec.node.map { state.nodes[$0]?.quarantined != true } ?? true
             }.map(\.id)
             if !stale.isEmpty { out.append(.propose(.cancel(stale, reason: "its node is no longer quarantined", at: at))) }
             let quarantined = state.nodes.values.filter(\.quarantined).sorted { $0.id < $1.id }
@@ -200,22 +203,33 @@ public enum LabControl {
             }
             guard !settings.scaleUp.isEmpty else {
                 waitingSince.removeAll()
+                pinned.removeAll()
                 return out
             }
             // Jobs waiting for a node, since this coordinator first saw them so. (Canaries and jobs
             // pinned to a node wait for that node: a new one would not help.)
-            let pending = state.pendingJobs.filter { !$0.spec.canary && $0.spec.node == nil }
-            var since: [JobID: Instant] = [:]
-            for job in pending { since[job.id] = waitingSince[job.id] ?? now }
-            waitingSince = since
-            let long = pending.filter { now - since[$0.id]! >= settings.scaleUpAfter }
-            guard let first = long.first, inFlight.count < settings.scaleUpMax else { return out }
+            let pending = state.pendingIDs
+            if waitingSince.count + pinned.count != pending.count || waitingSince.keys.contains(where: { !pending.contains($0) })
+                || pinned.contains(where: { !pending.contains($0) }) {
+                for id in waitingSince.keys.filter({ !pending.contains($0) }) { waitingSince[id] = nil }
+                pinned = pinned.filter { pending.contains($0) }
+                for id in pending where waitingSince[id] == nil && !pinned.contains(id) {
+                    if let spec = state.jobs[id]?.spec, spec.canary || spec.node != nil { pinned.insert(id) } else { waitingSince[id] = now }
+                }
+            }
+            var waiting = 0
+            var oldest: JobID?
+            for (id, since) in waitingSince where now - since >= settings.scaleUpAfter {
+                waiting += 1
+                if oldest.map({ id < $0 }) ?? true { oldest = id }
+            }
+            guard let oldest, let first = state.jobs[oldest], inFlight.count < settings.scaleUpMax else { return out }
             if let last = lastScaleUp, now - last < settings.scaleUpPause { return out }
             let id = nextScaleUp
             nextScaleUp += 1
             lastScaleUp = now
             inFlight[id] = InFlight(started: now, running: true)
-            out.append(.startScaleUp(ScaleUp(id: id, command: settings.scaleUp, waiting: long.count, job: first.id,
+            out.append(.startScaleUp(ScaleUp(id: id, command: settings.scaleUp, waiting: waiting, job: first.id,
                                              nodeClass: first.spec.nodeClass, slots: first.spec.resources.slots,
                                              gpus: first.spec.resources.gpus)))
             return out

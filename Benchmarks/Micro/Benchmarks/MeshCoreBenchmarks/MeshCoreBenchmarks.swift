@@ -41,6 +41,7 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 10_000
     )
     schedulerBenchmarks()
+    labControlBenchmarks()
     consensusBenchmarks()
     wireBenchmarks()
 }
