@@ -57,6 +57,8 @@ func waitUntilDrained(_ node: String, client: MeshClient) throws {
         // Only the coordinator's word: a node's own view may not have applied an assignment made
         // just before the drain (during an election the local agent answers from its own).
         guard s.coordinator.fromLeader else {
+            if last != -2 { print("no coordinator answers yet; waiting for one to tell what runs on \(node)") }
+            last = -2
             Thread.sleep(forTimeInterval: 0.5)
             continue
         }

@@ -110,6 +110,13 @@ struct MembershipProcessTests {
             #expect(malformed.stderr.contains("not a valid join token"))
             let key = try s.mesh(["join", try s.secret(of: a).text, "--data-dir", s.dir.sub("x1")])
             #expect(key.exitCode == 64 && key.stderr.contains("cluster key, not a join token"), "\(key)")
+            // No token at all: not in the arguments, not on standard input (/dev/null), not in $MESH_TOKEN.
+            let none = try s.mesh(["join", "--data-dir", s.dir.sub("x1")], environment: ["MESH_TOKEN": ""])
+            #expect(none.exitCode == 64 && none.stderr.contains("give the join token"), "\(none)")
+            let emptyStdin = try s.mesh(["join", "-", "--data-dir", s.dir.sub("x1")])
+            #expect(emptyStdin.exitCode == 64 && emptyStdin.stderr.contains("no token on standard input"), "\(emptyStdin)")
+            let badEnv = try s.mesh(["join", "--data-dir", s.dir.sub("x1")], environment: ["MESH_TOKEN": "mesh1-not-a-token"])
+            #expect(badEnv.exitCode == 64 && badEnv.stderr.contains("not a valid join token"), "\(badEnv)")
 
             let foreign = JoinToken(secret: ClusterSecret.generate(), seeds: [seed]).text
             let wrongKey = try s.mesh(["join", foreign, "--data-dir", s.dir.sub("x2"), "--listen", "127.0.0.1:0"])

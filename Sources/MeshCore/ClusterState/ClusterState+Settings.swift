@@ -90,8 +90,8 @@ extension ClusterState {
         }
     }
 
-    /// Why `key = value` cannot be set, or nil if it can. Keys outside the catalogue are the
-    /// caller's business (the agent refuses them from clients; the simulator uses its own).
+    /// Why `key = value` cannot be set, or nil if it can. Keys outside the catalogue are opaque
+    /// to the mesh (`mesh set` refuses them; tests and the simulator write their own).
     public static func settingProblem(key: String, value: String) -> String? {
         Setting(rawValue: key)?.problem(value)
     }
