@@ -28,6 +28,9 @@ public struct AgentConfiguration: Sendable {
     public var jobs: JobSettings
     /// Machine setup and idle shutdown.
     public var lifecycle = LifecycleSettings()
+    /// Start over as a new member (a new node id) when node.id exists but state.db is missing or
+    /// empty (`--rejoin-as-new`); without it the agent refuses to start from such a directory.
+    public var rejoinAsNew = false
 
     public init(
         name: String = AgentConfiguration.defaultName, dataDirectory: DataDirectory,
@@ -75,10 +78,11 @@ public final class Agent: Sendable {
     /// be used; nothing is left running then.
     public static func start(_ configuration: AgentConfiguration, logger: Logger = Logger(label: "mesh.agent")) throws(AgentError) -> Agent {
         let dir = configuration.dataDirectory
-        try dir.create()
+        if let warning = try dir.create() { logger.warning("\(warning)") }
         let secret = try dir.readKey()
         let lock = try dir.lock()
         do {
+            try dir.checkState(rejoinAsNew: configuration.rejoinAsNew, logger: logger)
             let id = try dir.loadOrCreateNodeID()
             return try Agent(configuration: configuration, secret: secret, id: id, lock: lock, logger: logger)
         } catch {
@@ -144,7 +148,7 @@ public final class Agent: Sendable {
             protocolVersion: Wire.protocolVersion)
         meta.setup = Lifecycle.initialSetupState(configuration.lifecycle, dir)
         let firstMeta = meta
-        let incarnation = dir.readIncarnation() + 1
+        let incarnation = min(dir.readIncarnation(), Limits.maxIncarnation) + 1
         // The agents it joined through are kept, so that an agent restarted before it has learnt
         // any member from the log (killed right after `mesh join`) finds the mesh again instead of
         // starting alone.

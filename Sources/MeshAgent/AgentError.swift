@@ -12,6 +12,8 @@ public enum AgentError: UserFacingError, Equatable {
     case socketPathTooLong(String)
     case transport(TransportError)
     case store(StoreError)
+    /// node.id says this host was a member, and state.db is gone or empty.
+    case lostState(String)
 
     public var exitCode: Int32 { ExitStatus.error }
 
@@ -43,6 +45,9 @@ public enum AgentError: UserFacingError, Equatable {
             "transport failure: \(e)"
         case .store(let e):
             e.description
+        case .lostState(let path):
+            "\(path) holds this host's node id (node.id), but its state database (state.db) is missing or empty: started from it, the node would forget its log and the votes it cast, which Raft's safety rests on. Restore state.db, or start this host over as a new member with `mesh agent --rejoin-as-new` (or `mesh join --rejoin-as-new TOKEN`); its old identity is then left behind"
+
         }
     }
 }

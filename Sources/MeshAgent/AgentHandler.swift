@@ -166,9 +166,8 @@ final class AgentHandler: TransportHandler {
         case .blobStored, .blobChunk, .logChunk:
             _ = jobs?.reply(envelope, loop: loop)
         case .blobPut(let p):
-            // Another agent copying a blob to us (bundles and results have no size limit here:
-            // the agent that took them checked it).
-            jobs?.put(p, path: path, requestID: envelope.requestID, limit: .max, loop: loop)
+            // Another agent copying a blob to us: a bundle or an attempt's results, within their limits.
+            jobs?.put(p, path: path, requestID: envelope.requestID, limit: jobs?.peerBlobLimit, loop: loop)
         case .blobGet(let g):
             var g = g
             g.holders = []
@@ -258,7 +257,7 @@ final class AgentHandler: TransportHandler {
     }
 
     private func send(_ envelope: WireEnvelope, to route: Route, loop: TransportLoop) {
-        switch loop.reply(to: route, [Wire.encode(envelope)]) {
+        switch loop.reply(to: route, [Wire.encodeReply(envelope)]) {
         case .sent: break
         case .unreachable: logger.debug("client went away before its reply")
         case .wouldBlock: logger.debug("reply dropped: client's queue is full")

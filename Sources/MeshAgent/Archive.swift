@@ -86,7 +86,8 @@ public struct ByteCount: CustomStringConvertible {
 }
 
 /// The mesh's own archive format for code bundles and results: a magic line, then entries of
-/// (kind, path, size, bytes), then an end marker. Only regular files and directories; no links,
+/// (kind, [mode,] path, size, bytes), then an end marker. Kinds: `f` a file, `x` an executable,
+/// `p` a file with its permission bits (results). Only regular files and directories; no links,
 /// owners or absolute paths, so unpacking can never write outside its target.
 public enum Archive {
     static let magic = Array("MESHAR1\n".utf8)
@@ -105,7 +106,9 @@ public enum Archive {
 
     /// Packs regular files (symlinks and other kinds are skipped and named in `skipped`). Stops
     /// with `.tooLarge` once the file contents pass `limit`. Returns the archive's hash and size.
-    public static func pack(_ entries: [Entry], to output: String, limit: UInt64 = .max) throws(ArchiveError)
+    /// `keepModes`: each file's permission bits go with it (results: a copy never has more
+    /// permission than its source had); otherwise a file is executable or not (code bundles).
+    public static func pack(_ entries: [Entry], to output: String, limit: UInt64 = .max, keepModes: Bool = false) throws(ArchiveError)
         -> (hash: String, size: UInt64, skipped: [String])
     {
         let out = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -130,8 +133,12 @@ public enum Archive {
             let size = UInt64(st.st_size)
             total += size
             guard total <= limit else { throw .tooLarge(limit: limit) }
-            let executable = st.st_mode & 0o111 != 0
-            try w.header(kind: executable ? UInt8(ascii: "x") : UInt8(ascii: "f"), path: e.path, size: size)
+            if keepModes {
+                try w.header(kind: UInt8(ascii: "p"), mode: UInt16(st.st_mode & 0o777), path: e.path, size: size)
+            } else {
+                let executable = st.st_mode & 0o111 != 0
+                try w.header(kind: executable ? UInt8(ascii: "x") : UInt8(ascii: "f"), path: e.path, size: size)
+            }
             var left = size
             while left > 0 {
                 let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, min($0.count, Int(left))) }
@@ -174,7 +181,8 @@ public enum Archive {
             if kind == UInt8(ascii: "e") { break }
             count += 1
             guard count <= maxEntries else { throw .malformed("more than \(maxEntries) entries") }
-            guard kind == UInt8(ascii: "f") || kind == UInt8(ascii: "x") else { throw .malformed("unknown entry kind \(kind)") }
+            guard kind == UInt8(ascii: "f") || kind == UInt8(ascii: "x") || kind == UInt8(ascii: "p") else { throw .malformed("unknown entry kind \(kind)") }
+            let mode: mode_t = kind == UInt8(ascii: "p") ? mode_t(try r.u16() & 0o777) : kind == UInt8(ascii: "x") ? 0o755 : 0o644
             let pathLength = Int(try r.u32())
             guard pathLength > 0, pathLength < 4096 else { throw .malformed("path of \(pathLength) bytes") }
             guard let path = String(validating: try r.read(pathLength), as: UTF8.self) else { throw .malformed("path is not UTF-8") }
@@ -185,11 +193,12 @@ public enum Archive {
                 continue
             }
             guard safe(path) else { throw .unsafePath(path) }
+            // (Compared before adding: a hostile size near 2^64 would overflow the sum.)
+            guard size <= limit - total else { throw .tooLarge(limit: limit) }
             total += size
-            guard total <= limit else { throw .tooLarge(limit: limit) }
             let target = directory + "/" + path
             try makeParents(of: path, in: directory)
-            let out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, kind == UInt8(ascii: "x") ? 0o755 : 0o644)
+            let out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
             guard out >= 0 else { throw errno == EEXIST || errno == ELOOP ? .unsafePath(path) : .io(target, errno) }
             defer { close(out) }
             var w = Writer(fd: out, path: target)
@@ -229,7 +238,10 @@ public enum Archive {
         while true {
             let kind = try r.read(1)[0]
             if kind == UInt8(ascii: "e") { return nil }
-            let path = String(decoding: try r.read(Int(try r.u32())), as: UTF8.self)
+            if kind == UInt8(ascii: "p") { _ = try r.u16() }
+            let pathLength = Int(try r.u32())
+            guard pathLength > 0, pathLength < 4096 else { throw .malformed("path of \(pathLength) bytes") }
+            let path = String(decoding: try r.read(pathLength), as: UTF8.self)
             let size = try r.u64()
             if path == entry {
                 let start = min(offset, size)
@@ -271,9 +283,10 @@ public enum Archive {
             return 0
         }
 
-        mutating func header(kind: UInt8, path: String, size: UInt64) throws(ArchiveError) {
+        mutating func header(kind: UInt8, mode: UInt16? = nil, path: String, size: UInt64) throws(ArchiveError) {
             let p = Array(path.utf8)
             var h: [UInt8] = [kind]
+            if let mode { withUnsafeBytes(of: mode.littleEndian) { h += $0 } }
             withUnsafeBytes(of: UInt32(p.count).littleEndian) { h += $0 }
             h += p
             withUnsafeBytes(of: size.littleEndian) { h += $0 }
@@ -298,7 +311,12 @@ public enum Archive {
         }
 
         func skip(_ count: UInt64) throws(ArchiveError) {
+            guard count <= UInt64(Int64.max) else { throw .malformed("an entry of \(count) bytes") }
             guard lseek(fd, off_t(count), SEEK_CUR) >= 0 else { throw .io(path, errno) }
+        }
+
+        func u16() throws(ArchiveError) -> UInt16 {
+            try read(2).withUnsafeBytes { UInt16(littleEndian: $0.loadUnaligned(as: UInt16.self)) }
         }
 
         func u32() throws(ArchiveError) -> UInt32 {

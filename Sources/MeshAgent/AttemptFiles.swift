@@ -80,6 +80,8 @@ struct AttemptSpec: Codable {
     var killGrace: Double
     /// Debug builds only (`debug_unfenced`): the supervisor lets the job outlive its lease.
     var ignoreLease: Bool? = nil
+    /// The most result files the attempt may keep (the mesh setting `max_result_files`).
+    var maxResultFiles: Int? = nil
 }
 
 struct AttemptStarted: Codable {

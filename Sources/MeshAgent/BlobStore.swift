@@ -91,6 +91,8 @@ final class BlobStore {
         let fd = open(path(hash), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        // (An offset past Int64 would trap in off_t: such a read is past the end of any file.)
+        guard offset <= UInt64(Int64.max) else { return [] }
         var out = [UInt8](repeating: 0, count: length)
         let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(offset)) }
         guard n >= 0 else { return nil }

@@ -13,8 +13,8 @@ enum ReplyPath {
 
     func send(_ envelope: WireEnvelope, loop: TransportLoop) {
         switch self {
-        case .route(let r): loop.reply(to: r, [Wire.encode(envelope)])
-        case .dealer(let p): loop.send(to: p, [Wire.encode(envelope)])
+        case .route(let r): loop.reply(to: r, [Wire.encodeReply(envelope)])
+        case .dealer(let p): loop.send(to: p, [Wire.encodeReply(envelope)])
         case .local(let f): f(envelope, loop)
         }
     }
@@ -53,6 +53,7 @@ final class ConsensusShell {
     private let bootOrigin: Instant
     private var timer: TimerID?
     private var failed = false
+    private var limiter = LogLimiter()
 
     /// Proposals of ours waiting to be applied, by log index.
     private var waiting: [Consensus.Index: [Waiting]] = [:]
@@ -193,6 +194,9 @@ final class ConsensusShell {
                 }
             case .roleChanged(let role, let term, let leader):
                 roleChanged(role, term: term, leader: leader, loop: loop)
+            case .dropped(let p, let why):
+                let who = membership.instance.member(p.from)?.meta.name ?? "\(p.from)"
+                limiter.warning(logger, key: "dropped:\(p.from)", now: loop.now, "dropped a raft message from \(who): \(why)")
             }
         }
     }
@@ -280,6 +284,12 @@ final class ConsensusShell {
             retryLater(path, requestID, "this agent is stopping", loop: loop)
             return
         }
+        // Out of bounds, or too big for one entry: refused now, with the reason (the state
+        // machine would refuse it too, but only after it had taken a place in every log).
+        if let problem = Self.refusal(request) {
+            path.send(Wire.error(.badRequest, problem, requestID: requestID), loop: loop)
+            return
+        }
         if instance.role == .leader {
             // The same request again (a forwarding agent resends after a second without an answer;
             // a client retries) while the first is still in the log uncommitted: wait for that
@@ -340,6 +350,19 @@ final class ConsensusShell {
         }
         forwards[id] = f
         scheduleRetries(loop)
+    }
+
+    /// The largest log entry a write may make: an append carries at least one whole entry, and
+    /// must stay under the frame limit with room to spare.
+    static let maxEntryBytes = 8 << 20
+
+    /// Why a request cannot be proposed, or nil.
+    static func refusal(_ request: ClusterState.Request) -> String? {
+        if let problem = ClusterState.problem(request.command) { return problem }
+        // (An estimate first: encoding a big plan chunk twice would cost the I/O thread.)
+        guard request.command.approximateSize > maxEntryBytes / 4 else { return nil }
+        let size = Wire.encode(Consensus.Entry(index: 1, term: 1, payload: .command(request))).count
+        return size > maxEntryBytes ? "the request is \(size >> 10) KiB, over the \(maxEntryBytes >> 20) MiB limit of one log entry" : nil
     }
 
     /// The coordinator answered a write we forwarded.
@@ -542,7 +565,7 @@ final class ConsensusShell {
         for m in members where m.state == .alive {
             let known = state.nodes[m.id]
             let capacity = ClusterState.Capacity(nodeClass: m.meta.nodeClass, labels: m.meta.labels, slots: m.meta.slots,
-                                                 cpus: m.meta.cpus, memoryMB: m.meta.memoryMB, gpus: m.meta.gpus)
+                                                 cpus: m.meta.cpus, memoryMB: m.meta.memoryMB, gpus: m.meta.gpus).clamped
             if known == nil || known!.name != m.meta.name || known!.address != m.meta.address || known!.capacity != capacity {
                 managerSequence += 1
                 let r = ClusterState.Request(client: managerClient, sequence: managerSequence,

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MeshCore
 import MeshTransport
 
@@ -34,11 +35,19 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
     public var localAddress: AgentAddress { .ipc(path: socketPath) }
 
     /// Creates the directory (and parents) with mode 0700, or checks that an existing one is a
-    /// writable directory.
-    public func create() throws(AgentError) {
+    /// writable directory, tightening it to 0700 if others could read it (the returned warning
+    /// says so): it holds the key, the log (with jobs' environments) and their outputs.
+    @discardableResult
+    public func create() throws(AgentError) -> String? {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw .dataDirectory(path, "it exists and is not a directory") }
+            var st = stat()
+            if stat(path, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o077 != 0 {
+                guard chmod(path, 0o700) == 0 else { throw .dataDirectory(path, "cannot make it private (mode 0700): \(String(cString: strerror(errno)))") }
+                guard access(path, W_OK | X_OK) == 0 else { throw .dataDirectory(path, String(cString: strerror(errno))) }
+                return "the data directory \(path) was readable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); it is now 0700"
+            }
         } else {
             do {
                 try FileManager.default.createDirectory(
@@ -48,6 +57,24 @@ public struct DataDirectory: Sendable, Equatable, CustomStringConvertible {
             }
         }
         guard access(path, W_OK | X_OK) == 0 else { throw .dataDirectory(path, String(cString: strerror(errno))) }
+        return nil
+    }
+
+    /// Refuses a directory whose node.id says the host was a member while its state.db is missing
+    /// or empty (SQLite would take an empty file for a new database): the node would come back
+    /// with no log and no memory of its votes. With `rejoinAsNew` the old identity is moved
+    /// aside and the agent starts as a new member.
+    public func checkState(rejoinAsNew: Bool, logger: Logger) throws(AgentError) {
+        guard FileManager.default.fileExists(atPath: nodeIDFile) else { return }
+        var st = stat()
+        if stat(stateDatabase, &st) == 0, st.st_size > 0 { return }
+        guard rejoinAsNew else { throw .lostState(path) }
+        let suffix = ".old-\(Int(Date().timeIntervalSince1970))"
+        for file in [nodeIDFile, stateDatabase, stateDatabase + "-wal", stateDatabase + "-shm", incarnationFile]
+        where FileManager.default.fileExists(atPath: file) {
+            guard rename(file, file + suffix) == 0 else { throw .dataDirectory(path, "cannot move \(file) aside: \(String(cString: strerror(errno)))") }
+        }
+        logger.warning("starting over as a new member: the old node id and state are kept as *\(suffix)")
     }
 
     public var hasKey: Bool { FileManager.default.fileExists(atPath: keyFile) }

@@ -103,6 +103,10 @@ final class JobsShell {
         if mkdir(attemptsDirectory, 0o700) != 0 && errno != EEXIST { throw .io(attemptsDirectory, errno) }
     }
 
+    /// The largest blob another agent may copy here: a code bundle, or an attempt's results and
+    /// log (each under its own limit), with room for the archive's headers.
+    var peerBlobLimit: UInt64 { max(settings.bundleLimit, settings.resultsLimit + settings.logLimit) + (64 << 20) }
+
     /// Whether this node is starting, running or reporting an attempt.
     var busy: Bool { !local.isEmpty || !worker.running.isEmpty }
 
@@ -172,9 +176,7 @@ final class JobsShell {
 
     // MARK: Starting an attempt
 
-    private func lease(for spec: JobSpec) -> Duration {
-        spec.leaseSeconds > 0 ? .seconds(Int64(spec.leaseSeconds)) : controlSettings.defaultLease
-    }
+    private func lease(for spec: JobSpec) -> Duration { JobControl.lease(spec, settings: controlSettings) }
 
     var controlSettings: JobControl.Settings {
         var s = JobControl.Settings()
@@ -235,10 +237,11 @@ final class JobsShell {
         }
         let attemptSpec = AttemptSpec(
             job: key.job, attempt: key.attempt, node: name, command: spec.command, env: spec.env, workdir: spec.workdir,
-            timeoutSeconds: spec.timeoutSeconds, results: spec.results, gpus: gpus, logLimit: settings.logLimit,
+            timeoutSeconds: min(spec.timeoutSeconds, Limits.maxTimeoutSeconds), results: spec.results, gpus: gpus, logLimit: settings.logLimit,
             resultsLimit: settings.resultsLimit,
             killGrace: consensus.state.seconds(.killGraceSeconds) ?? settings.killGrace,
-            ignoreLease: consensus.state.fencingDisabled ? true : nil)
+            ignoreLease: consensus.state.fencingDisabled ? true : nil,
+            maxResultFiles: consensus.state.setting(.maxResultFiles) ?? Limits.defaultResultFiles)
         do {
             try files.write(attemptSpec, files.spec)
         } catch {
@@ -443,7 +446,10 @@ final class JobsShell {
         if !r.refused.isEmpty {
             logger.warning("results refused", metadata: ["attempt": "\(key)", "refused": "\(r.refused.prefix(5))"])
         }
-        carryOut(worker.ended(key, outcome: r.outcome, results: results, resultsBundle: bundle, logBytes: r.logBytes, at: r.endedAt), loop: loop)
+        var refused = Array(r.refused.prefix(Limits.maxRefused))
+        if r.refused.count > Limits.maxRefused { refused.append("… and \(r.refused.count - Limits.maxRefused) more") }
+        carryOut(worker.ended(key, outcome: r.outcome, results: results, resultsBundle: bundle, logBytes: r.logBytes, at: r.endedAt,
+                              refused: refused), loop: loop)
         // A copy of the results and log for the node that took the submission.
         if let bundle, let via = a.via ?? consensus.state.jobs[key.job]?.submittedVia, via != id,
            membership.instance.member(via)?.state == .alive {
@@ -484,6 +490,23 @@ final class JobsShell {
                 if case .rejected(let why) = Wire.outcome(r.outcome) {
                     logger.info("the coordinator refused a report", metadata: ["attempt": "\(first.key)", "why": "\(why)"])
                 }
+            }
+            sendReport(loop)
+        case .error(let e) where e.code == .badRequest:
+            // Refused before it was proposed (out of bounds, too big for one entry): sending it
+            // again would never work, and the attempt would stay running for ever. A finished
+            // report goes again without its results, the job failed with the reason.
+            reportInFlight = false
+            logger.warning("a report was refused", metadata: ["attempt": "\(first.key)", "why": "\(e.message)"])
+            if case .finished(var r) = first.command, !r.results.isEmpty || !r.refused.isEmpty || r.resultsBundle != nil {
+                r.outcome = .rejected("its report was refused: \(e.message.prefix(1000))")
+                r.results = []
+                r.refused = []
+                r.resultsBundle = nil
+                reports[0].command = .finished(r)
+            } else {
+                if case .finished = first.command { local[first.key] = nil }
+                reports.removeFirst()
             }
             sendReport(loop)
         default:
@@ -590,8 +613,13 @@ final class JobsShell {
     /// A chunk of a blob for a client or an agent; fetched first from `holders` if we lack it.
     func get(_ g: WireBlobGet, path: ReplyPath, requestID: UInt64, loop: TransportLoop) {
         let serve: (TransportLoop) -> Void = { [weak self] loop in
-            guard let self, let size = self.blobs.size(g.hash),
-                  let data = self.blobs.read(g.hash, offset: g.offset, length: Int(min(max(g.length, 1), 4 << 20))) else {
+            guard let self, let size = self.blobs.size(g.hash) else {
+                return path.send(Wire.error(.notFound, "no node holds blob \(g.hash.prefix(12)) any more", requestID: requestID), loop: loop)
+            }
+            guard g.offset <= size else {
+                return path.send(Wire.error(.badRequest, "offset \(g.offset) is past the end of blob \(g.hash.prefix(12)) (\(size) bytes)", requestID: requestID), loop: loop)
+            }
+            guard let data = self.blobs.read(g.hash, offset: g.offset, length: Int(min(max(g.length, 1), 4 << 20))) else {
                 return path.send(Wire.error(.notFound, "no node holds blob \(g.hash.prefix(12)) any more", requestID: requestID), loop: loop)
             }
             var c = WireBlobChunk()
@@ -631,7 +659,7 @@ final class JobsShell {
         call(holder, .blobGet(g), timeout: .seconds(10), loop: loop) { [weak self] result in
             guard let self else { return }
             guard case .success(let e) = result, case .blobChunk(let c) = e.body, c.offset == offset,
-                  let got = try? self.blobs.receive(hash: hash, size: c.size, offset: offset, data: Array(c.data), limit: .max) else {
+                  let got = try? self.blobs.receive(hash: hash, size: c.size, offset: offset, data: Array(c.data), limit: self.peerBlobLimit) else {
                 self.blobs.abandon(hash)
                 return self.fetchFrom(hash, holders: Array(holders.dropFirst()), offset: 0, loop: loop)
             }
@@ -667,6 +695,10 @@ final class JobsShell {
                 var st = stat()
                 fstat(fd, &st)
                 size = UInt64(st.st_size)
+                guard r.offset <= size else {
+                    close(fd)
+                    return path.send(Wire.error(.badRequest, "offset \(r.offset) is past the end of the log of job \(r.job) attempt \(number) (\(size) bytes)", requestID: requestID), loop: loop)
+                }
                 data = [UInt8](repeating: 0, count: max)
                 let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, max, off_t(r.offset)) }
                 data.removeLast(max - Swift.max(0, n))
@@ -678,6 +710,9 @@ final class JobsShell {
         }
         if number == job.current?.number, let bundle = job.resultsBundle, blobs.has(bundle.hash),
            let got = try? Archive.read(blobs.path(bundle.hash), entry: ".mesh/log", offset: r.offset, limit: max) {
+            guard r.offset <= got.size else {
+                return path.send(Wire.error(.badRequest, "offset \(r.offset) is past the end of the log of job \(r.job) attempt \(number) (\(got.size) bytes)", requestID: requestID), loop: loop)
+            }
             chunk.data = Data(got.data)
             chunk.complete = r.offset + UInt64(got.data.count) >= got.size
             return path.send(Wire.envelope(.logChunk(chunk), requestID: requestID), loop: loop)

@@ -1,6 +1,7 @@
 import Logging
 import MeshCore
 import MeshTransport
+import MeshWire
 
 /// How an agent reaches other agents. Each pair of agents needs one connection, used both ways: a
 /// message goes out on our own DEALER to the peer when that is up, else back along the connection
@@ -49,6 +50,12 @@ final class PeerLinks {
     func nodes(at address: String) -> Set<NodeID> { links[address]?.nodes ?? [] }
 
     func send(_ frames: [[UInt8]], to node: NodeID?, address: String, loop: TransportLoop) {
+        // The receiver would refuse it and drop the connection (libzmq's MAXMSGSIZE), again and again.
+        let size = frames.reduce(0) { $0 + $1.count }
+        guard size <= Wire.maxEnvelopeSize else {
+            logger.warning("not sending a message of \(size >> 20) MiB to \(address): over the \(Wire.maxEnvelopeSize >> 20) MiB limit")
+            return
+        }
         if var link = links[address], loop.isConnected(link.peer) {
             if loop.send(to: link.peer, frames) == .sent {
                 link.lastUsed = loop.now

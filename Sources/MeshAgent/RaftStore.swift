@@ -14,6 +14,14 @@ final class RaftStore: Sendable {
     /// integrity check is an error that names the file; the file is left as it is.
     init(path: String) throws(StoreError) {
         self.path = path
+        // The log holds every job's environment: 0600, and so are the -wal and -shm files (SQLite
+        // gives them the database's mode when it makes them; older ones are tightened).
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            fchmod(fd, 0o600)
+            close(fd)
+        }
+        for file in [path + "-wal", path + "-shm"] { chmod(file, 0o600) }
         var config = Configuration()
         config.label = "mesh.state"
         config.prepareDatabase { db in
@@ -29,6 +37,7 @@ final class RaftStore: Sendable {
             let check = try db.read { try String.fetchOne($0, sql: "PRAGMA quick_check") }
             guard check == "ok" else { throw StoreError.corrupt(path, check ?? "no answer") }
             try Self.migrator.migrate(db)
+            for file in [path + "-wal", path + "-shm"] { chmod(file, 0o600) }
         } catch let e as StoreError {
             throw e
         } catch {

@@ -1,5 +1,6 @@
 import CMeshSystem
 import Foundation
+import MeshCore
 import Synchronization
 
 private let supervisorSignal = Atomic<Int32>(0)
@@ -149,14 +150,14 @@ private struct Supervision {
                 why = (.lost, "its supervisor was told to stop (signal \(sig))")
             } else if let stop = try? String(contentsOfFile: files.stop, encoding: .utf8) {
                 why = stop.hasPrefix("cancelled") ? (.cancelled, "") : (.lost, "superseded: the coordinator gave it up")
-            } else if spec.timeoutSeconds > 0, now - begin > .seconds(Int64(spec.timeoutSeconds)) {
+            } else if spec.timeoutSeconds > 0, now - begin > .seconds(spec.timeoutSeconds, limit: Limits.maxTimeoutSeconds) {
                 why = (.timedOut, "")
             } else if !ignoresLease, let expiry = leaseExpiry(), BootClock.now().nanoseconds > expiry {
                 why = (.lost, "its node lost touch with the coordinator for longer than the lease")
             }
             if let why {
                 kill(-pid, SIGTERM)
-                stopping = (why.0, why.1, now + .milliseconds(Int64(spec.killGrace * 1000)))
+                stopping = (why.0, why.1, now + .seconds(double: min(spec.killGrace, 1e8)))
                 note("stopping the job (\(why.0 == .timedOut ? "timeout" : why.0 == .cancelled ? "cancelled" : why.1)): SIGTERM, SIGKILL in \(spec.killGrace) s")
             }
         }
@@ -294,16 +295,32 @@ private struct Supervision {
         }
         var chosen: [String: String] = [:]  // relative path -> real path
         var total: UInt64 = 0
+        // A report is one log entry: the files it names, and the bytes of their paths, are capped
+        // (a job that names more fails with the reason rather than choke the coordinator).
+        let maxFiles = min(max(spec.maxResultFiles ?? Limits.defaultResultFiles, 1), Limits.maxResultFiles)
+        var manifestBytes = 0
+        var over = 0
         func add(_ real: String) {
             let rel = String(real.dropFirst(root.count + 1))
             guard chosen[rel] == nil else { return }
             var st = stat()
             guard lstat(real, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return }
-            guard total + UInt64(st.st_size) <= spec.resultsLimit else {
+            // A hard link may be a file from outside the workspace (/etc/shadow linked in by the
+            // job): a link count above one is refused, as symbolic links out are.
+            guard st.st_nlink <= 1 else {
+                result.refused.append("\(rel): a hard link (link count \(st.st_nlink))")
+                return
+            }
+            guard chosen.count < maxFiles, manifestBytes + rel.utf8.count + 100 <= Limits.maxManifestBytes else {
+                over += 1
+                return
+            }
+            guard UInt64(st.st_size) <= spec.resultsLimit - total else {
                 result.refused.append("\(rel): over the results limit of \(ByteCount(spec.resultsLimit))")
                 return
             }
             total += UInt64(st.st_size)
+            manifestBytes += rel.utf8.count + 100
             chosen[rel] = real
         }
         for c in candidates {
@@ -331,6 +348,12 @@ private struct Supervision {
                 add(real)
             }
         }
+        if over > 0 {
+            let why = "it named \(chosen.count + over) result files, over the limit of \(maxFiles) files or \(Limits.maxManifestBytes >> 20) MiB of paths (mesh set max_result_files)"
+            note("results: \(why); none are kept")
+            chosen.removeAll()
+            if result.kind != .cancelled, result.kind != .lost { (result.kind, result.code, result.reason) = (.rejected, 0, why) }
+        }
         var entries: [Archive.Entry] = []
         for (rel, real) in chosen.sorted(by: { $0.key < $1.key }) {
             guard let h = try? SHA256Hasher.file(real) else { continue }
@@ -338,7 +361,7 @@ private struct Supervision {
             entries.append(Archive.Entry(path: rel, source: real))
         }
         entries.append(Archive.Entry(path: ".mesh/log", source: files.log))
-        if let packed = try? Archive.pack(entries, to: files.resultsArchive) {
+        if let packed = try? Archive.pack(entries, to: files.resultsArchive, keepModes: true) {
             result.archiveHash = packed.hash
             result.archiveSize = packed.size
         }

@@ -1,9 +1,15 @@
 import ArgumentParser
 import MeshAgent
+import MeshCore
 
 /// The options of an agent, shared by `mesh agent`, `mesh init` and `mesh join` (which pass them
 /// on to the agent they start).
 struct AgentOptions: ParsableArguments {
+    /// The longest a machine setup command may run: 30 days.
+    static let maxSetupSeconds = 30 * 86_400
+    /// The longest idle time before an idle shutdown: 366 days.
+    static let maxIdleSeconds = 366 * 86_400
+
     @Option(name: .long, help: ArgumentHelp("This node's name in the mesh (default: the host name; must be unique).", valueName: "NAME"))
     var name: String = AgentConfiguration.defaultName
 
@@ -40,6 +46,9 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("What to run after leaving when idle (e.g. 'sudo poweroff').", valueName: "CMD"))
     var idleShutdownCmd: String?
 
+    @Flag(name: .long, help: "If this data directory lost its state database (state.db missing or empty), start over as a new member instead of refusing to start.")
+    var rejoinAsNew = false
+
     func validate() throws {
         do {
             _ = try AgentAddress(parsing: listen)
@@ -53,10 +62,11 @@ struct AgentOptions: ParsableArguments {
         if let source, source.isEmpty || source.contains(where: { $0 == ":" || $0 == ";" || $0 == "/" || $0 == " " }) {
             throw ValidationError("--source is an IPv4 address or a host name without a port: '\(source)'")
         }
-        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
-        if let gpus, gpus < 0 { throw ValidationError("--gpus cannot be negative") }
+        try checkBound(slots, "--slots", 1...Limits.maxNodeSlots)
+        try checkBound(gpus, "--gpus", 0...Limits.maxGPUs)
         if setup.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) { throw ValidationError("--setup needs a command") }
-        guard setupTimeout.duration > .zero else { throw ValidationError("--setup-timeout must be more than 0") }
+        try TimeSpan.check(setupTimeout, "--setup-timeout", 1...Double(Self.maxSetupSeconds))
+        try TimeSpan.check(idleShutdownAfter, "--idle-shutdown-after", 1...Double(Self.maxIdleSeconds))
         if idleShutdownCmd != nil && idleShutdownAfter == nil { throw ValidationError("--idle-shutdown-cmd needs --idle-shutdown-after") }
         _ = try parsedLabels()
     }
@@ -85,6 +95,7 @@ struct AgentOptions: ParsableArguments {
         c.lifecycle.setupTimeout = setupTimeout.duration
         c.lifecycle.idleAfter = idleShutdownAfter?.duration
         c.lifecycle.idleCommand = idleShutdownCmd ?? ""
+        c.rejoinAsNew = rejoinAsNew
         return c
     }
 
@@ -100,6 +111,7 @@ struct AgentOptions: ParsableArguments {
         if setupTimeout.text != "1h" { a += ["--setup-timeout", setupTimeout.text] }
         if let idleShutdownAfter { a += ["--idle-shutdown-after", idleShutdownAfter.text] }
         if let idleShutdownCmd { a += ["--idle-shutdown-cmd", idleShutdownCmd] }
+        if rejoinAsNew { a.append("--rejoin-as-new") }
         return a
     }
 }

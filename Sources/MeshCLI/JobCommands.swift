@@ -232,6 +232,10 @@ struct LogsCommand: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
 
+    func validate() throws {
+        try checkBound(attempt, "--attempt", 0...Int(UInt32.max))
+    }
+
     func run() throws {
         let id = try JobReference.resolve(job, data: data)
         try withClient(data, remote) { client in try Self.stream(client: client, job: id, attempt: attempt, follow: follow) }

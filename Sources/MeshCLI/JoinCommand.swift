@@ -30,6 +30,10 @@ struct JoinCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How long to wait for the mesh to accept this host.", valueName: "DURATION"))
     var timeout = TimeSpan(.seconds(30), text: "30s")
 
+    func validate() throws {
+        try TimeSpan.check(timeout, "--timeout", 0.1...86_400)
+    }
+
     func run() throws {
         Logging.bootstrap(log.logLevel)
         try reportingErrors {
@@ -112,6 +116,10 @@ struct LeaveCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Leave at once, without draining (running jobs go on until their lease runs out, then run elsewhere).")
     var now = false
+
+    func validate() throws {
+        try TimeSpan.check(deadline, "--deadline", 0.001...Double(Limits.maxDrainDeadlineMillis / 1000))
+    }
 
     func run() throws {
         Logging.bootstrap(nil)

@@ -28,6 +28,10 @@ struct DrainCommand: ParsableCommand {
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
 
+    func validate() throws {
+        try TimeSpan.check(deadline, "--deadline", 0.001...Double(Limits.maxDrainDeadlineMillis / 1000))
+    }
+
     func run() throws {
         Logging.bootstrap(nil)
         try reportingErrors {
@@ -41,7 +45,7 @@ struct DrainCommand: ParsableCommand {
 
 /// Writes a drain of `node` and prints the coordinator's answer.
 func drain(_ node: String, deadline: Duration?, leaving: Bool, client: MeshClient) throws {
-    let millis = deadline.map { Swift.max(1, Int64($0.milliseconds)) } ?? 0
+    let millis = deadline.map { Swift.min(Swift.max(1, Int64($0.milliseconds.rounded())), Limits.maxDrainDeadlineMillis) } ?? 0
     let (outcome, _) = try client.write(.drain(name: node, deadlineMillis: millis, leaving: leaving))
     switch outcome {
     case .done(let message), .created(_, let message): print(message)
@@ -107,6 +111,10 @@ struct NodeSetupCommand: ParsableCommand {
 
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
+
+    func validate() throws {
+        try TimeSpan.check(timeout, "--timeout", 1...Double(AgentOptions.maxSetupSeconds))
+    }
 
     func run() throws {
         Logging.bootstrap(nil)

@@ -33,7 +33,9 @@ struct PingCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        try checkBound(count, "--count", 1...1_000_000)
+        try TimeSpan.check(interval, "--interval", 0...3600)
+        try TimeSpan.check(timeout, "--timeout", 0.001...3600)
         if from != nil && remote.to == nil { throw ValidationError("--from needs --to: the agent that should be pinged") }
         do {
             if let from, from != "local" { _ = try AgentAddress(parsing: from, defaultHost: "127.0.0.1") }

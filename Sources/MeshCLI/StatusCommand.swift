@@ -32,6 +32,7 @@ struct StatusCommand: ParsableCommand {
 
     func validate() throws {
         if watch && json { throw ValidationError("--watch and --json do not go together") }
+        try TimeSpan.check(interval, "--interval", 0.05...3600)
     }
 
     func run() throws {

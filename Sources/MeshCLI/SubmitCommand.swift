@@ -59,10 +59,16 @@ struct SubmitCommand: ParsableCommand {
             throw ValidationError("unknown option '\(first)' (the job's command goes after --)")
         }
         guard !argv.isEmpty else { throw ValidationError("no command: put it after --, e.g. mesh submit -- python train.py") }
-        guard slots >= 1, slots <= 10_000 else { throw ValidationError("--slots must be from 1 to 10000") }
-        guard gpus >= 0, cpus >= 0, retries >= 0, retries <= 100 else { throw ValidationError("--gpus, --cpus and --retries (at most 100) cannot be negative") }
+        try checkBound(slots, "--slots", 1...Limits.maxJobSlots)
+        try checkBound(gpus, "--gpus", 0...Limits.maxGPUs)
+        try checkBound(cpus, "--cpus", 0...Limits.maxCPUs)
+        try checkBound(retries, "--retries", 0...Limits.maxRetries)
+        try checkBound(priority, "--priority", Int(Int32.min)...Int(Int32.max))
+        try checkBound(maxBundle, "--max-bundle", 1...65_536)
+        try TimeSpan.check(lease, "--lease", 0...Double(Limits.maxLeaseSeconds))
+        try TimeSpan.check(timeout, "--timeout", 0...Double(Limits.maxTimeoutSeconds))
         for l in label + env where !l.contains("=") { throw ValidationError("'\(l)' is not K=V") }
-        if mem != nil, memoryMB == nil { throw ValidationError("--mem takes a size such as 4096, 4G or 512M") }
+        if mem != nil, memoryMB == nil { throw ValidationError("--mem takes a size such as 4096, 4G or 512M, at most \(Limits.maxMemoryMB >> 20) TiB") }
         if code != nil, noCode { throw ValidationError("--code and --no-code cannot go together") }
         guard repeats >= 1, repeats <= 100_000 else { throw ValidationError("-x takes a count from 1 to 100000") }
         _ = try axes()
@@ -89,13 +95,15 @@ struct SubmitCommand: ParsableCommand {
         return out
     }
 
+    /// --mem in MiB; nil if it is not a size, or not from 0 to `Limits.maxMemoryMB`.
     var memoryMB: Int? {
         guard let mem else { return 0 }
         let t = mem.uppercased()
-        if let v = Int(t) { return v }
-        if t.hasSuffix("G"), let v = Double(t.dropLast()) { return Int(v * 1024) }
-        if t.hasSuffix("M"), let v = Int(t.dropLast()) { return v }
-        return nil
+        var v: Int?
+        if let n = Int(t) { v = n }
+        if t.hasSuffix("G"), let g = Double(t.dropLast()), g.isFinite, g >= 0, g * 1024 <= Double(Limits.maxMemoryMB) { v = Int(g * 1024) }
+        if t.hasSuffix("M"), let n = Int(t.dropLast()) { v = n }
+        return v.flatMap { (0...Limits.maxMemoryMB).contains($0) ? $0 : nil }
     }
 
     func run() throws {

@@ -70,6 +70,32 @@ struct TimeSpan: ExpressibleByArgument, CustomStringConvertible {
     }
 }
 
+extension TimeSpan {
+    /// Refuses a duration outside `range` (seconds) with the bound in the message (exit 64):
+    /// every duration that goes into the mesh has one, so that no arithmetic on it can overflow.
+    static func check(_ span: TimeSpan?, _ option: String, _ range: ClosedRange<Double>) throws {
+        guard let span else { return }
+        guard range.contains(span.duration.seconds) else {
+            throw ValidationError("\(option) is from \(describe(range.lowerBound)) to \(describe(range.upperBound)), not \(span.text)")
+        }
+    }
+
+    /// `2592000` → "30 days (2592000 s)", `3600` → "1 h", `0.001` → "1 ms".
+    static func describe(_ seconds: Double) -> String {
+        if seconds == 0 { return "0" }
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
+        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 { return "\(Int(seconds / 86_400)) days (\(Int(seconds)) s)" }
+        if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 { return "\(Int(seconds / 3600)) h" }
+        return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    }
+}
+
+/// Refuses a number outside `range` with the bound in the message (exit 64).
+func checkBound<T: Comparable & CustomStringConvertible>(_ value: T?, _ option: String, _ range: ClosedRange<T>) throws {
+    guard let value else { return }
+    guard range.contains(value) else { throw ValidationError("\(option) is from \(range.lowerBound) to \(range.upperBound), not \(value)") }
+}
+
 extension Duration {
     var milliseconds: Double {
         let (s, atto) = components

@@ -40,7 +40,9 @@ struct PlanCommand: ParsableCommand {
     func validate() throws {
         if resume && fresh { throw ValidationError("--resume and --fresh cannot go together") }
         if code != nil && noCode { throw ValidationError("--code and --no-code cannot go together") }
-        if let maxJobs, maxJobs < 1 { throw ValidationError("--max-jobs must be at least 1") }
+        try checkBound(maxJobs, "--max-jobs", 1...Limits.maxPlanJobs)
+        try checkBound(priority, "--priority", Int(Int32.min)...Int(Int32.max))
+        try checkBound(maxBundle, "--max-bundle", 1...65_536)
     }
 
     func run() throws {

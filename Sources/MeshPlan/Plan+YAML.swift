@@ -1,3 +1,4 @@
+import MeshCore
 import Yams
 
 /// Reading a plan file: every problem names its line and what to do.
@@ -166,8 +167,8 @@ extension Plan {
         case "retries": r.retries = try int(0...100)
         case "timeout":
             let s = try scalar(v, key)
-            guard let seconds = durationSeconds(s), seconds > 0 else {
-                throw PlanError(line: line(v), "`timeout` takes a duration such as 90s, 30m, 2h or 1h30m, not '\(s)'")
+            guard let seconds = durationSeconds(s), seconds > 0, seconds <= Limits.maxTimeoutSeconds else {
+                throw PlanError(line: line(v), "`timeout` takes a duration such as 90s, 30m, 2h or 1h30m, at most \(Limits.maxTimeoutSeconds / 86_400)d, not '\(s)'")
             }
             r.timeoutSeconds = seconds
         case "results":
@@ -205,7 +206,11 @@ extension Plan {
             default: return nil
             }
             guard let n = UInt64(number) else { return nil }
-            total += n * unit
+            // (A hostile number must not overflow: beyond any bound is simply not a duration.)
+            let (part, o1) = n.multipliedReportingOverflow(by: unit)
+            let (sum, o2) = total.addingReportingOverflow(part)
+            guard !o1, !o2 else { return nil }
+            total = sum
             number = ""
             sawUnit = true
         }

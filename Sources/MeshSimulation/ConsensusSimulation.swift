@@ -336,6 +336,8 @@ public final class ConsensusSimulation {
                 nodes[i].appliedThrough = s.index
             case .scheduleTick(let at):
                 scheduleTick(i, at: at)
+            case .dropped(_, let why):
+                violations.append("\(id) dropped a packet from a correct node: \(why)")
             case .roleChanged(let role, let term, let leader):
                 trace?("\(now) n\(i) \(role.rawValue) term \(term) leader \(leader.flatMap { index[$0] }.map { "n\($0)" } ?? "-") last \(nodes[i].instance?.lastIndex ?? 0) commit \(nodes[i].instance?.commitIndex ?? 0)")
                 if role == .leader { nodes[i].jobs.managerInFlight = 0 }

@@ -93,6 +93,7 @@ extension Wire {
         if let o = a.outcome { w.outcome = wire(o) }
         w.logHolders = a.logHolders.map(\.rawValue)
         w.logBytes = a.logBytes
+        w.refused = a.refused
         return w
     }
 
@@ -153,6 +154,7 @@ extension Wire {
         if let b = r.resultsBundle { w.resultsBundle = wire(b) }
         w.logBytes = r.logBytes
         w.at = r.at
+        w.refused = r.refused
         return w
     }
 
@@ -219,6 +221,7 @@ extension Wire {
         a.outcome = w.hasOutcome ? try outcome(w.outcome) : nil
         a.logHolders = w.logHolders.map(NodeID.init)
         a.logBytes = w.logBytes
+        a.refused = w.refused
         return a
     }
 
@@ -248,8 +251,11 @@ extension Wire {
     }
 
     public static func report(_ w: WireAttemptReport) throws(WireError) -> ClusterState.Report {
-        ClusterState.Report(job: w.job, attempt: Int(w.attempt), node: NodeID(w.node), outcome: try outcome(w.outcome),
-                            results: w.results.map(resultFile), resultsBundle: w.hasResultsBundle ? blob(w.resultsBundle) : nil,
-                            logBytes: w.logBytes, at: w.at)
+        guard w.results.count <= MeshCore.Limits.maxResultFiles, w.refused.count <= MeshCore.Limits.maxRefused + 1 else {
+            throw .malformed("a report of \(w.results.count) result files")
+        }
+        return ClusterState.Report(job: w.job, attempt: Int(w.attempt), node: NodeID(w.node), outcome: try outcome(w.outcome),
+                                   results: w.results.map(resultFile), resultsBundle: w.hasResultsBundle ? blob(w.resultsBundle) : nil,
+                                   logBytes: w.logBytes, at: w.at, refused: w.refused)
     }
 }

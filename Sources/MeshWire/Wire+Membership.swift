@@ -129,6 +129,7 @@ extension Wire {
 
     public static func update(_ w: WireMemberUpdate) throws(WireError) -> Membership.Update {
         guard w.node != 0 else { throw .malformed("update without a node") }
+        guard w.incarnation <= MeshCore.Limits.maxIncarnation else { throw .malformed("incarnation \(w.incarnation) out of bounds") }
         switch w.kind {
         case .alive:
             guard w.hasMeta else { throw .malformed("alive update without metadata") }
@@ -146,6 +147,7 @@ extension Wire {
 
     public static func record(_ w: WireMemberRecord) throws(WireError) -> Membership.Record {
         guard w.node != 0, w.hasMeta else { throw .malformed("member record without a node or metadata") }
+        guard w.incarnation <= MeshCore.Limits.maxIncarnation else { throw .malformed("incarnation \(w.incarnation) out of bounds") }
         let state: Membership.State
         switch w.state {
         case .alive: state = .alive

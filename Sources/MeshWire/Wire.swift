@@ -17,11 +17,13 @@ public enum Wire {
     /// changes (a new command in the log, a command applied differently: a node of the old release
     /// would refuse the entry or reach another state). 2: drains, requeues, quarantine, canaries
     /// (mesh 0.2). 3: settings checked when applied, a cordon that takes over a quarantine or a
-    /// drain, one canary a node, a quarantine's log index (mesh 0.3). Fields and messages that old
-    /// nodes may ignore keep it.
-    public static let protocolVersion: UInt32 = testVersion ?? 3
+    /// drain, one canary a node, a quarantine's log index (mesh 0.3). 4: every entry checked
+    /// against the bounds of `Limits` when applied (an entry a 0.3 node applies is refused), Raft
+    /// messages with impossible terms dropped, results capped (mesh 0.4). Fields and messages that
+    /// old nodes may ignore keep it.
+    public static let protocolVersion: UInt32 = testVersion ?? 4
     /// The oldest protocol this build still understands.
-    public static let oldestSupportedVersion: UInt32 = testVersion ?? 3
+    public static let oldestSupportedVersion: UInt32 = testVersion ?? 4
 
     /// `MESH_TEST_PROTOCOL_VERSION=N` makes a process speak only protocol N: the tests use it to
     /// play an agent of another release. Nothing else reads it.
@@ -45,6 +47,14 @@ public enum Wire {
     public static func encode(_ envelope: WireEnvelope) -> [UInt8] {
         // Encoding a message built in memory cannot fail: it has no required fields and no Any.
         try! envelope.serializedBytes()
+    }
+
+    /// The envelope encoded, or, if that would pass the frame limit (which the receiver would
+    /// refuse, dropping its connection), an error reply with the same request id that says so.
+    public static func encodeReply(_ envelope: WireEnvelope) -> [UInt8] {
+        let bytes = encode(envelope)
+        guard bytes.count > maxEnvelopeSize else { return bytes }
+        return encode(error(.internal, "the answer is \(bytes.count >> 20) MiB, over the \(maxEnvelopeSize >> 20) MiB limit of one message: ask for less", requestID: envelope.requestID))
     }
 
     public static func encode(_ body: WireEnvelope.OneOf_Body, requestID: UInt64 = 0) -> [UInt8] {
@@ -119,7 +129,7 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
 /// (`Wire.protocolVersion`, the protocol's major version: changes that add fields or messages keep
 /// it, and an agent ignores what it does not know).
 public enum MeshVersion {
-    public static let release = "0.3.0"
+    public static let release = "0.4.0"
     /// `MESH_TEST_VERSION=V` makes a process call itself release V: the rolling-upgrade test plays
     /// an old and a new release with one build. Nothing else reads it.
     public static let string = getenv("MESH_TEST_VERSION").map { String(cString: $0) } ?? release

@@ -62,7 +62,7 @@ struct RaftStory {
                 applied[n]! += entries
             case .restore(let s):
                 restored[n, default: []].append(s)
-            case .scheduleTick, .roleChanged:
+            case .scheduleTick, .roleChanged, .dropped:
                 break
             }
         }

@@ -131,6 +131,7 @@ extension ClusterState {
             a.endedAt = r.at
             a.outcome = r.outcome
             a.logBytes = r.logBytes
+            a.refused = r.refused
             if !a.logHolders.contains(r.node) { a.logHolders.append(r.node) }
             job.attempts[job.attempts.count - 1] = a
             if r.outcome.succeeded {
@@ -223,18 +224,9 @@ extension ClusterState {
             return .rejected("a canary for \(name(node)) is already waiting or running")
         }
         if let why = impossible(spec) { return .rejected("cannot run: \(why)") }
+        guard nextJobID < Limits.maxID else { return .rejected("the mesh has used up its job numbers") }
         let id = create(spec, provenance, at: at, via: via, index: index)
         return .created([id], "job \(id) \(jobs[id]!.state.rawValue)")
-    }
-
-    /// What is wrong with a spec whatever the mesh looks like, or nil.
-    static func invalid(_ spec: JobSpec) -> String? {
-        guard !spec.command.isEmpty, !spec.command[0].isEmpty else { return "no command to run" }
-        guard spec.resources.slots >= 1 else { return "a job needs at least one slot" }
-        guard spec.resources.gpus >= 0, spec.resources.cpus >= 0, spec.resources.memoryMB >= 0, spec.retries >= 0 else {
-            return "resources and retries cannot be negative"
-        }
-        return nil
     }
 
     /// Creates a job (its dependencies exist); returns its id.

@@ -20,6 +20,7 @@ extension ClusterState {
         case scaleUpMax = "scale_up_max"
         case scaleUpPauseSeconds = "scale_up_pause_seconds"
         case scaleUpTimeoutSeconds = "scale_up_timeout_seconds"
+        case maxResultFiles = "max_result_files"
 
         /// What kind of value it takes, and its bounds.
         public enum Kind: Sendable, Equatable {
@@ -34,7 +35,8 @@ extension ClusterState {
         public var kind: Kind {
             switch self {
             case .maxVoters: .whole(1...9)
-            case .maxPlanJobs: .whole(1...1_000_000)
+            case .maxPlanJobs: .whole(1...Limits.maxPlanJobs)
+            case .maxResultFiles: .whole(1...Limits.maxResultFiles)
             case .quarantineAfter: .whole(0...1000)
             case .scaleUpMax: .whole(0...1000)
             case .voterGraceSeconds, .leaseSeconds: .seconds(1...Self.maxSeconds)
@@ -60,6 +62,7 @@ extension ClusterState {
             case .scaleUpAfterSeconds: "how long a job waits for capacity before scale_up runs (default 60)"
             case .scaleUpMax: "scale-ups in flight at once: each from its start until a new node registers, its command fails, or scale_up_timeout_seconds pass (default 1)"
             case .scaleUpPauseSeconds: "between the starts of two scale_up commands (default 120)"
+            case .maxResultFiles: "the most result files one attempt may keep; a job that names more fails with the reason (default 10000)"
             case .scaleUpTimeoutSeconds: "a scale-up in flight no longer counts after this long, and its command, if still running, is stopped (default 600)"
             }
         }

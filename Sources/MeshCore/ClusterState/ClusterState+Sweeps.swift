@@ -16,6 +16,7 @@ extension ClusterState {
             guard chunk.total <= maxPlanJobs else {
                 return .rejected("the plan makes \(chunk.total) jobs, more than this mesh's limit of \(maxPlanJobs): cut an axis, or raise the limit with `mesh set max_plan_jobs \(chunk.total)`")
             }
+            guard nextSweepID < Limits.maxID else { return .rejected("the mesh has used up its sweep numbers") }
             sweep = Sweep(id: nextSweepID, name: chunk.name, submitter: chunk.provenance.submitter, createdAt: chunk.at, axes: chunk.axes,
                           stages: chunk.stages, total: chunk.total, reuse: chunk.reuse, status: .staging, provenance: chunk.provenance,
                           via: chunk.via)
@@ -42,6 +43,7 @@ extension ClusterState {
             sweeps[sweep.id] = sweep
             return .rejected("sweep \(label) refused, nothing submitted: \(problem)")
         }
+        guard nextJobID < Limits.maxID - UInt64(sweep.staged.count) else { return .rejected("the mesh has used up its job numbers") }
         materialize(&sweep, at: chunk.at == 0 ? sweep.createdAt : chunk.at, index: index)
         sweeps[sweep.id] = sweep
         return .created([sweep.id], "sweep \(label): \(sweep.cells.count) cells, \(sweep.created) new jobs, \(sweep.jobIDs.count - sweep.created) reused")
@@ -115,7 +117,7 @@ extension ClusterState {
     }
 
     mutating func abandonIdleSweeps(at index: Consensus.Index) {
-        for s in sweeps.values where s.status == .staging && s.touchedAt + Self.sweepStagingRetention < index {
+        for s in sweeps.values where s.status == .staging && index > s.touchedAt && index - s.touchedAt > Self.sweepStagingRetention {
             var s = s
             s.status = .abandoned
             s.reason = "its client sent no more of it"

@@ -132,7 +132,7 @@ public struct ClusterState: Sendable, Equatable {
             case .cancel(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
             case .retry(let ids, _), .hold(let ids, _), .release(let ids, _): 64 + ids.count * 10
             case .requeue(let ids, let reason, _): 64 + reason.utf8.count + ids.count * 10
-            case .finished(let r): 256 + r.results.reduce(0) { $0 + 80 + $1.path.utf8.count }
+            case .finished(let r): 256 + r.results.reduce(0) { $0 + 80 + $1.path.utf8.count } + r.refused.reduce(0) { $0 + 4 + $1.utf8.count }
             default: 256
             }
         }
@@ -166,9 +166,12 @@ public struct ClusterState: Sendable, Equatable {
         public var resultsBundle: BlobRef?
         public var logBytes: UInt64
         public var at: Int64
+        /// Result paths refused, with why (at most `Limits.maxRefused`, then a count).
+        public var refused: [String]
 
         public init(job: JobID, attempt: Int, node: NodeID, outcome: AttemptOutcome, results: [ResultFile] = [],
-                    resultsBundle: BlobRef? = nil, logBytes: UInt64 = 0, at: Int64) {
+                    resultsBundle: BlobRef? = nil, logBytes: UInt64 = 0, at: Int64, refused: [String] = []) {
+            self.refused = refused
             self.job = job
             self.attempt = attempt
             self.node = node
@@ -256,7 +259,9 @@ public struct ClusterState: Sendable, Equatable {
         if let s = sessions[request.client], request.sequence <= s.lastSequence {
             return request.sequence == s.lastSequence ? s.lastOutcome : .rejected("request \(request.sequence) is older than this client's last")
         }
-        let outcome = execute(request.command, at: index)
+        // Checked again here, whatever the proposer checked: an entry out of bounds is refused and
+        // changes nothing (an older release, or a hostile client, may have let it into the log).
+        let outcome = Self.problem(request.command).map { Outcome.rejected($0) } ?? execute(request.command, at: index)
         sessions[request.client] = Session(lastSequence: request.sequence, lastOutcome: outcome, lastIndex: index)
         if index % 1000 == 0 {
             expireSessions(at: index)
@@ -342,7 +347,7 @@ public struct ClusterState: Sendable, Equatable {
 
     private mutating func expireSessions(at index: Consensus.Index) {
         guard index > Self.sessionRetention else { return }
-        sessions = sessions.filter { $0.value.lastIndex + Self.sessionRetention >= index }
+        sessions = sessions.filter { $0.value.lastIndex >= index || index - $0.value.lastIndex <= Self.sessionRetention }
     }
 
     /// Rebuilds a state from its parts (for restoring a snapshot).

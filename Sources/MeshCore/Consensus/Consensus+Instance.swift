@@ -101,7 +101,10 @@ extension Consensus {
         public init(id: NodeID, stored: Stored, settings: Settings = .init(), seed: UInt64, now: Instant) {
             self.id = id
             self.settings = settings
-            term = stored.hardState.term
+            // A term past the bound can only be in a store that an older release let a hostile or
+            // broken message raise (it trapped on `term + 1` ever after); every node that took it
+            // reads the same bound, and elections go on from there.
+            term = Swift.min(stored.hardState.term, Limits.maxTerm - Limits.maxTermStep)
             votedFor = stored.hardState.votedFor
             snapshot = stored.snapshot
             log = Log(snapshotIndex: stored.snapshot?.index ?? 0, snapshotTerm: stored.snapshot?.term ?? 0, entries: stored.entries)
@@ -180,6 +183,14 @@ extension Consensus {
 
         public mutating func onPacket(_ p: Packet, now: Instant) -> [Directive] {
             guard p.to == id, p.from != id else { return finish(now) }
+            if let why = impossible(p) {
+                out.append(.dropped(p, reason: why))
+                return finish(now)
+            }
+            var p = p
+            // `echo` is our own clock coming back: one from our future was never ours, and would
+            // confirm a leader or anchor a lease that nobody gave.
+            if p.echo > now { p.echo = .zero }
             if p.clock > heardClock[p.from] ?? .zero { heardClock[p.from] = p.clock }
             if role == .leader { lastContact[p.from] = now }
             if p.term > term {
@@ -254,7 +265,7 @@ extension Consensus {
                 if role == .leader { handleAppendResponse(from: p.from, r, now) }
             case .snapshotResponse(let match):
                 if role == .leader, var pr = progress[p.from] {
-                    pr.match = Swift.max(pr.match, match)
+                    pr.match = Swift.max(pr.match, Swift.min(match, log.lastIndex))
                     pr.next = pr.match + 1
                     pr.mode = .probe
                     progress[p.from] = pr
@@ -335,7 +346,7 @@ extension Consensus {
         // MARK: Elections
 
         private mutating func campaign(_ now: Instant, transfer: Bool) {
-            guard isVoter else { return }
+            guard isVoter, term < Limits.maxTerm else { return }
             if settings.preVote && !transfer {
                 role = .preCandidate
                 leader = nil
@@ -351,6 +362,7 @@ extension Consensus {
         }
 
         private mutating func becomeCandidate(_ now: Instant, transfer: Bool) {
+            guard term < Limits.maxTerm else { return }
             term += 1
             votedFor = id
             role = .candidate
@@ -579,6 +591,38 @@ extension Consensus {
         }
 
         // MARK: Helpers
+
+        /// Why no correct node could have sent `p` (it is dropped unread), or nil. A term more
+        /// than `Limits.maxTermStep` above every term we know (ours, our log's) cannot come from an
+        /// election we missed; indexes and terms past `Limits.maxTerm`/`maxIndex` would overflow
+        /// our arithmetic; a leader never sends entries or a snapshot of a later term than its own.
+        /// Raft stays safe whatever is dropped: a lost message is within its fault model. Liveness
+        /// needs only that correct nodes' messages pass, which they do while terms stay in bounds.
+        private func impossible(_ p: Packet) -> String? {
+            let known = Swift.min(Swift.max(term, log.lastTerm), Limits.maxTerm)
+            guard p.term <= Limits.maxTerm, p.term <= known + Limits.maxTermStep else {
+                return "term \(p.term) is beyond any election since term \(known)"
+            }
+            let bounded = { (i: Index) in i <= Limits.maxIndex }
+            switch p.message {
+            case .preVote(let li, let lt), .vote(let li, let lt, _):
+                guard bounded(li), lt <= p.term else { return "a vote request with last index \(li), term \(lt)" }
+            case .append(let prevIndex, let prevTerm, let entries, let commit):
+                guard bounded(prevIndex), bounded(commit), prevTerm <= p.term,
+                      entries.allSatisfy({ bounded($0.index) && $0.term <= p.term }) else {
+                    return "an append at \(prevIndex) (term \(prevTerm), commit \(commit)) with entries out of bounds"
+                }
+            case .appendResponse(let r):
+                guard bounded(r.index), r.hintTerm <= Limits.maxTerm else { return "an append response at \(r.index)" }
+            case .snapshot(let s):
+                guard bounded(s.index), s.term <= p.term else { return "a snapshot at \(s.index), term \(s.term)" }
+            case .snapshotResponse(let m):
+                guard bounded(m) else { return "a snapshot response at \(m)" }
+            case .preVoteResponse, .voteResponse, .timeoutNow:
+                break
+            }
+            return nil
+        }
 
         /// The latest time a quorum of voters (us included, at `now`) has confirmed us.
         private func quorumConfirmed(_ now: Instant) -> Instant {

@@ -181,6 +181,9 @@ extension Consensus {
         case scheduleTick(at: Instant)
         /// The role, term or known leader changed.
         case roleChanged(Role, term: Term, leader: NodeID?)
+        /// A packet was dropped unread: a term or index no correct node could have sent (for the
+        /// shell to log; dropping is always safe, Raft tolerates lost messages).
+        case dropped(Packet, reason: String)
     }
 
     /// Why a proposal was not taken.

@@ -201,6 +201,9 @@ public struct Attempt: Sendable, Equatable {
     /// Nodes that hold this attempt's log.
     public var logHolders: [NodeID]
     public var logBytes: UInt64
+    /// Result paths the worker refused (outside the workspace, links, over a limit), with why;
+    /// at most `Limits.maxRefused`, then a count of the rest.
+    public var refused: [String] = []
 
     public init(number: Int, node: NodeID, term: UInt64, gpus: [Int], assignedAt: Int64) {
         self.number = number

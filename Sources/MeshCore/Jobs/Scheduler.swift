@@ -158,11 +158,11 @@ public enum JobControl {
         for job in state.activeJobs {
             guard let a = job.current, a.node != me else { continue }
             let heard = Swift.max(lastContact[a.node] ?? leaderSince, leaderSince)
-            let lease = job.spec.leaseSeconds > 0 ? Duration.seconds(Int64(job.spec.leaseSeconds)) : settings.defaultLease
+            let lease = Self.lease(job, settings: settings)
             let silent = now - heard
             if silent > lease + settings.effectiveGrace {
                 let name = state.nodes[a.node]?.name ?? "\(a.node)"
-                out.append(.lost(job: job.id, attempt: a.number, reason: "\(name) out of touch for \(Int(silent.seconds)) s (lease \(Int(lease.seconds)) s)", at: at))
+                out.append(.lost(job: job.id, attempt: a.number, reason: "\(name) out of touch for \(silent.wholeSeconds) s (lease \(lease.wholeSeconds) s)", at: at))
             }
         }
         return out
@@ -178,8 +178,11 @@ public enum JobControl {
         node == me || now - Swift.max(lastContact[node] ?? leaderSince, leaderSince) < settings.defaultLease
     }
 
-    /// The lease a worker holds an attempt under.
-    public static func lease(_ job: Job, settings: Settings) -> Duration {
-        job.spec.leaseSeconds > 0 ? .seconds(Int64(job.spec.leaseSeconds)) : settings.defaultLease
+    /// The lease a worker holds an attempt under (a job's own within `Limits.maxLeaseSeconds`,
+    /// whatever an older release let into the state).
+    public static func lease(_ job: Job, settings: Settings) -> Duration { lease(job.spec, settings: settings) }
+
+    public static func lease(_ spec: JobSpec, settings: Settings) -> Duration {
+        spec.leaseSeconds > 0 ? .seconds(spec.leaseSeconds, limit: Limits.maxLeaseSeconds) : settings.defaultLease
     }
 }

@@ -96,12 +96,12 @@ public struct Worker: Sendable {
 
     /// The attempt's process ended (or could not start).
     public mutating func ended(_ key: Key, outcome: AttemptOutcome, results: [ResultFile] = [], resultsBundle: BlobRef? = nil,
-                               logBytes: UInt64 = 0, at: Int64) -> [Directive] {
+                               logBytes: UInt64 = 0, at: Int64, refused: [String] = []) -> [Directive] {
         guard let phase = attempts[key], phase != .ended else { return [] }
         attempts[key] = .ended
         finished.insert(key)
         let report = ClusterState.Report(job: key.job, attempt: key.attempt, node: node, outcome: outcome, results: results,
-                                         resultsBundle: resultsBundle, logBytes: logBytes, at: at)
+                                         resultsBundle: resultsBundle, logBytes: logBytes, at: at, refused: refused)
         return [.report(key, .finished(report))]
     }
 }

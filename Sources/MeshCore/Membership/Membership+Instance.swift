@@ -455,7 +455,7 @@ extension Membership {
         }
 
         private mutating func refute(above inc: UInt64) {
-            incarnation = Swift.max(incarnation, inc) + 1
+            incarnation = Swift.min(Swift.max(incarnation, inc), Limits.maxIncarnation) + 1
             members[id]!.incarnation = incarnation
             emit(.persistIncarnation(incarnation))
             broadcasts.add(.alive(id, incarnation: incarnation, meta: meta))

@@ -2249,6 +2249,9 @@ public nonisolated struct WireAttempt: Sendable {
 
   public var logBytes: UInt64 = 0
 
+  /// Result paths the worker refused, with why (at most 100, then a count of the rest).
+  public var refused: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2517,6 +2520,9 @@ public nonisolated struct WireAttemptReport: Sendable {
   public var logBytes: UInt64 = 0
 
   public var at: Int64 = 0
+
+  /// Result paths refused, with why.
+  public var refused: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -6914,7 +6920,7 @@ nonisolated extension WireAttemptOutcome: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireAttempt: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Attempt"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{1}node\0\u{1}term\0\u{1}gpus\0\u{3}assigned_at\0\u{3}started_at\0\u{3}ended_at\0\u{1}outcome\0\u{3}log_holders\0\u{3}log_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{1}node\0\u{1}term\0\u{1}gpus\0\u{3}assigned_at\0\u{3}started_at\0\u{3}ended_at\0\u{1}outcome\0\u{3}log_holders\0\u{3}log_bytes\0\u{1}refused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6932,6 +6938,7 @@ nonisolated extension WireAttempt: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 8: try { try decoder.decodeSingularMessageField(value: &self._outcome) }()
       case 9: try { try decoder.decodeRepeatedFixed64Field(value: &self.logHolders) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.logBytes) }()
+      case 11: try { try decoder.decodeRepeatedStringField(value: &self.refused) }()
       default: break
       }
     }
@@ -6972,6 +6979,9 @@ nonisolated extension WireAttempt: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.logBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.logBytes, fieldNumber: 10)
     }
+    if !self.refused.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.refused, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6986,6 +6996,7 @@ nonisolated extension WireAttempt: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs._outcome != rhs._outcome {return false}
     if lhs.logHolders != rhs.logHolders {return false}
     if lhs.logBytes != rhs.logBytes {return false}
+    if lhs.refused != rhs.refused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7432,7 +7443,7 @@ nonisolated extension WireAttemptStarted: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireAttemptReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AttemptReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0\u{1}outcome\0\u{1}results\0\u{3}results_bundle\0\u{3}log_bytes\0\u{1}at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}job\0\u{1}attempt\0\u{1}node\0\u{1}outcome\0\u{1}results\0\u{3}results_bundle\0\u{3}log_bytes\0\u{1}at\0\u{1}refused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7448,6 +7459,7 @@ nonisolated extension WireAttemptReport: SwiftProtobuf.Message, SwiftProtobuf._M
       case 6: try { try decoder.decodeSingularMessageField(value: &self._resultsBundle) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.logBytes) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.at) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.refused) }()
       default: break
       }
     }
@@ -7482,6 +7494,9 @@ nonisolated extension WireAttemptReport: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.at != 0 {
       try visitor.visitSingularInt64Field(value: self.at, fieldNumber: 8)
     }
+    if !self.refused.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.refused, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7494,6 +7509,7 @@ nonisolated extension WireAttemptReport: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs._resultsBundle != rhs._resultsBundle {return false}
     if lhs.logBytes != rhs.logBytes {return false}
     if lhs.at != rhs.at {return false}
+    if lhs.refused != rhs.refused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
