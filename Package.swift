@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "MeshCore", targets: ["MeshCore"]),
         .library(name: "MeshSimulation", targets: ["MeshSimulation"]),
         .library(name: "MeshWire", targets: ["MeshWire"]),
+        // For the libFuzzer targets (Fuzz/, a package of its own built with -sanitize=fuzzer).
+        .library(name: "MeshFuzzing", targets: ["MeshFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +46,9 @@ let package = Package(
             name: "MeshWire",
             dependencies: ["MeshCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // The fuzz targets' bodies and their byte-driven generators: libFuzzer (Fuzz/) and the
+        // property tests run the same code.
+        .target(name: "MeshFuzzing", dependencies: ["MeshCore", "MeshWire", "MeshPlan"]),
         .target(
             name: "MeshAgent",
             dependencies: [
@@ -107,8 +112,9 @@ let package = Package(
         .testTarget(name: "MeshPlanTests", dependencies: ["MeshPlan", "MeshCore"]),
         .testTarget(name: "MeshSimulationTests", dependencies: ["MeshSimulation", "MeshCore", "MeshTestSupport"]),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshWire", "MeshCore"]),
+        .testTarget(name: "MeshFuzzingTests", dependencies: ["MeshFuzzing", "MeshCore", "MeshWire"]),
         .testTarget(name: "MeshChaosTests", dependencies: ["mesh-chaos", "MeshCore", "MeshTestSupport"]),
-        .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]),
+        .testTarget(name: "MeshAgentTests", dependencies: ["MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport", "MeshFuzzing"]),
         .testTarget(
             name: "MeshIntegrationTests",
             dependencies: ["mesh", "MeshAgent", "MeshCore", "MeshTransport", "MeshWire", "MeshTestSupport"]

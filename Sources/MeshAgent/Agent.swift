@@ -230,6 +230,17 @@ public final class Agent: Sendable {
         }
     }
 
+    /// Hands `frames` to the agent's request handling on its I/O thread, as if they had come in on
+    /// its listening socket from a connection whose key has the ZAP user id `userID` ("client",
+    /// "peer"): for tests and fuzzing, with no socket involved. Replies go to a route that does not
+    /// exist and are dropped.
+    public func deliver(_ frames: [[UInt8]], userID: String?) {
+        try? transport.run { loop in
+            loop.handler?.received(InboundMessage(source: .listener(Route([0, 0x6d, 0x65, 0x73, 0x68])), frames: frames, userID: userID,
+                                                  peerAddress: "in-process"), loop: loop)
+        }
+    }
+
     /// The agent was asked to stop (by `mesh leave`); the owner of the process should call
     /// `shutdown()`.
     public var stopRequested: Bool { stop.value }

@@ -30,6 +30,14 @@ public struct InboundMessage: Sendable {
     public var userID: String?
     public var peerAddress: String?
     public var truncated: Bool
+
+    public init(source: Source, frames: [[UInt8]], userID: String? = nil, peerAddress: String? = nil, truncated: Bool = false) {
+        self.source = source
+        self.frames = frames
+        self.userID = userID
+        self.peerAddress = peerAddress
+        self.truncated = truncated
+    }
 }
 
 /// Something that happened to a connection.

@@ -1,5 +1,6 @@
 import Foundation
 import MeshCore
+import MeshFuzzing
 import MeshTestSupport
 import MeshTransport
 import MeshWire
@@ -527,5 +528,34 @@ struct AgentCoordinatorTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.stateDatabase)) == garbage)
         // And the directory is free again.
         #expect(dir.lockHolder() == nil)
+    }
+}
+
+@Suite("Agent under random input")
+struct AgentFuzzTests {
+    @Test("the inputs that stopped 0.3 and thousands of mutated envelopes, through the agent's own request handling, as client and as peer: it keeps answering")
+    func mutatedEnvelopes() async throws {
+        let a = try RunningAgent()
+        defer { a.stop() }
+        let seeds = FuzzTargets.seedEnvelopes() + FuzzTargets.poisonEnvelopes()
+        for role in ["client", "peer"] {
+            for e in FuzzTargets.poisonEnvelopes() { a.agent.deliver([e], userID: role) }
+        }
+        var rng = SeededRandom(seed: 2026)
+        for i in 0..<4000 {
+            var m = seeds[i % seeds.count]
+            for _ in 0..<(1 + Int(rng.next() % 3)) where !m.isEmpty {
+                let at = Int(rng.next() % UInt64(m.count))
+                if rng.next() % 2 == 0 { m[at] ^= UInt8(truncatingIfNeeded: rng.next() | 1) } else { m.insert(UInt8(truncatingIfNeeded: rng.next()), at: at) }
+            }
+            a.agent.deliver([m], userID: i % 3 == 0 ? "client" : "peer")
+        }
+        #expect(a.agent.isRunning)
+        let node = try await a.ping()
+        #expect(node.name == "a")
+        // Still the only voter and coordinator, in a term no poison raised.
+        let status = try #require(a.agent.status())
+        #expect(status.coordinator.role == "leader")
+        #expect(status.coordinator.term < 1000)
     }
 }

@@ -161,3 +161,36 @@ extension ClusterState.Capacity {
         return c
     }
 }
+
+extension ClusterState {
+    /// What should always hold of a state, whatever was applied to it (the property tests and the
+    /// fuzzers check it after every entry); empty when all is well.
+    public func invariantViolations() -> [String] {
+        var out: [String] = []
+        for (id, job) in jobs {
+            if id != job.id { out.append("job stored under \(id) is \(job.id)") }
+            if id >= nextJobID { out.append("job \(id) at or above nextJobID \(nextJobID)") }
+            if activeIDs.contains(id) != job.state.isActive { out.append("job \(id) \(job.state) and its active index disagree") }
+            if pendingIDs.contains(id) != (job.state == .pending) { out.append("job \(id) \(job.state) and its pending index disagree") }
+            if waitingIDs.contains(id) != (job.state == .waiting) { out.append("job \(id) \(job.state) and its waiting index disagree") }
+            for (i, a) in job.attempts.enumerated() where a.number != i + 1 { out.append("job \(id): attempt \(i + 1) is numbered \(a.number)") }
+            if job.state.isActive, job.current == nil || job.current?.outcome != nil { out.append("job \(id) is \(job.state) without an attempt under way") }
+            if let p = Self.invalid(job.spec) { out.append("job \(id) holds an invalid spec: \(p)") }
+            if job.history.isEmpty { out.append("job \(id) has no history") }
+        }
+        for id in activeIDs.union(pendingIDs).union(waitingIDs) where jobs[id] == nil { out.append("index names job \(id), which does not exist") }
+        for (id, s) in sweeps {
+            if id != s.id || id >= nextSweepID { out.append("sweep \(id) out of place (\(s.id), next \(nextSweepID))") }
+            for c in s.cells where jobs[c.job] == nil { out.append("sweep \(id) names job \(c.job), which does not exist") }
+        }
+        for (id, n) in nodes {
+            if id != n.id { out.append("node stored under \(id) is \(n.id)") }
+            if n.quarantined && !n.cordoned { out.append("node \(n.name) quarantined but not cordoned") }
+            if n.draining && !n.cordoned { out.append("node \(n.name) draining but not cordoned") }
+        }
+        for (key, value) in settings {
+            if let p = Self.settingProblem(key: key, value: value) { out.append("setting \(key) holds a refused value: \(p)") }
+        }
+        return out
+    }
+}
