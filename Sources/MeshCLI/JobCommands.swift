@@ -16,6 +16,8 @@ struct JobView: Encodable {
         var outcome: String?
         var exitCode: Int32?
         var logBytes: UInt64
+        /// Result paths the worker refused, with why.
+        var refused: [String]
     }
     struct EventView: Encodable {
         var state: String
@@ -70,7 +72,8 @@ struct JobView: Encodable {
             var code: Int32?
             if case .exited(let c)? = a.outcome { code = c }
             return AttemptView(number: a.number, node: names[a.node] ?? "\(a.node)", term: a.term, gpus: a.gpus, assignedAt: a.assignedAt,
-                               startedAt: a.startedAt, endedAt: a.endedAt, outcome: a.outcome.map(describe), exitCode: code, logBytes: a.logBytes)
+                               startedAt: a.startedAt, endedAt: a.endedAt, outcome: a.outcome.map(describe), exitCode: code, logBytes: a.logBytes,
+                               refused: a.refused)
         }
         history = j.history.map { EventView(state: $0.state.rawValue, reason: $0.reason, at: $0.at) }
         results = j.results.map { ResultFileView(path: $0.path, size: $0.size, sha256: $0.sha256) }
@@ -212,6 +215,7 @@ struct ShowCommand: ParsableCommand {
             if !j.spec.parameters.isEmpty { print("  values     " + j.spec.parameters.map { "\($0.name)=\($0.value)" }.joined(separator: " ")) }
             for a in j.attempts {
                 print("  attempt \(a.number) on \(names[a.node] ?? "\(a.node)") (term \(a.term)): assigned \(clock(a.assignedAt)), started \(clock(a.startedAt)), ended \(clock(a.endedAt))\(a.outcome.map { ": " + describe($0) } ?? ""), log \(ByteCount(a.logBytes))")
+                for r in a.refused { print("    refused: \(r)") }
             }
             if !j.results.isEmpty {
                 print("  results")

@@ -80,11 +80,16 @@ public struct FuzzBytes {
 
     public mutating func count(_ upTo: Int) -> Int { pick(upTo + 1) }
 
+    /// Texts just over and under the bounds (64 KiB for most text, 4 KiB for paths, 256 B for
+    /// names), made once: building them on every call was most of the fuzzer's time.
+    static let long = [257, 255, 4097, 4095, Limits.maxText + 1, Limits.maxText, 1000].map { String(repeating: "x", count: $0) }
+
     public mutating func text() -> String {
         switch byte() % 6 {
         case 0: return ""
-        case 1: return String(repeating: "x", count: Int(byte()) * 300)  // up to 76 KiB: past maxText
-        case 2: return ["a", "/bin/sh", "..", "../../etc/shadow", "n0", "n1", "\u{0}", "é", "lease_seconds", "max_voters"][pick(10)]
+        case 1 where byte() % 4 == 0:
+            return FuzzBytes.long[pick(FuzzBytes.long.count)]
+        case 1, 2: return ["a", "/bin/sh", "..", "../../etc/shadow", "n0", "n1", "\u{0}", "é", "lease_seconds", "max_voters"][pick(10)]
         default:
             var s = ""
             for _ in 0..<pick(12) { s.unicodeScalars.append(Unicode.Scalar(UInt8(32 + byte() % 95))) }

@@ -11,7 +11,7 @@ public enum FuzzTargets {
     /// extremes; after each entry the state's invariants, and now and then the readers of the state
     /// that the coordinator and the workers run (scheduler, loss detection, lab control, a worker's
     /// sync) and a snapshot's round trip.
-    public static func apply(_ data: [UInt8], steps: Int = 64) -> [String] {
+    public static func apply(_ data: [UInt8], steps: Int = 24) -> [String] {
         var outcomes: [String: (done: Int, refused: Int)] = [:]
         return apply(data, steps: steps, outcomes: &outcomes)
     }
@@ -43,14 +43,37 @@ public enum FuzzTargets {
             sequence[client] = max(sequence[client, default: 0], min(seq, Limits.maxIndex))
             index += 1
             let request = Generate.request(&b, state: state, client: client, sequence: seq)
-            let kind = String("\(request.command)".prefix { $0 != "(" })
+            let kind = Self.kind(request.command)
             if state.apply(request, at: index).isDone { outcomes[kind, default: (0, 0)].done += 1 } else { outcomes[kind, default: (0, 0)].refused += 1 }
-            problems += state.invariantViolations().map { "after entry \(index) (\(request.command)): \($0)" }
+            problems += state.invariantViolations().map { "after entry \(index) (\(kind)): \($0)" }
             if !problems.isEmpty { return problems }
-            if step % 8 == 7 || b.pick(8) == 0 { readers(&b, state, worker: &worker, lab: &lab, problems: &problems) }
+            if step % 16 == 15 { readers(&b, state, worker: &worker, lab: &lab, problems: &problems) }
         }
         readers(&b, state, worker: &worker, lab: &lab, problems: &problems)
         return problems
+    }
+
+    static func kind(_ c: ClusterState.Command) -> String {
+        switch c {
+        case .register: "register"
+        case .unregister: "unregister"
+        case .cordon: "cordon"
+        case .uncordon: "uncordon"
+        case .drain: "drain"
+        case .requeue: "requeue"
+        case .setSetting: "setSetting"
+        case .submit: "submit"
+        case .assign: "assign"
+        case .started: "started"
+        case .finished: "finished"
+        case .lost: "lost"
+        case .cancel: "cancel"
+        case .retry: "retry"
+        case .hold: "hold"
+        case .release: "release"
+        case .stored: "stored"
+        case .plan: "plan"
+        }
     }
 
     /// What the coordinator and a worker do with a state, at times from the bytes.
