@@ -158,6 +158,12 @@ enum CodeUpload {
         } catch ArchiveError.tooLarge {
             throw SubmitRefused(message: "the code in \(snapshot.provenance.directory) is over \(maxBundle) MiB; leave data out of the checkout (.gitignore), pass --code DIR, or raise --max-bundle")
         }
+        // Links (and anything else that is not a regular file) are not packed: say which, rather
+        // than let a job find them missing.
+        if !packed.skipped.isEmpty {
+            let shown = packed.skipped.prefix(10).joined(separator: ", ") + (packed.skipped.count > 10 ? ", … (\(packed.skipped.count) in all)" : "")
+            FileHandleWriter.stderr("left out of the code bundle (symbolic links and other files that are not regular files are not packed): \(shown)\n")
+        }
         let holders = try client.putBlob(tmp, hash: packed.hash, size: packed.size, replicas: 2)
         return BlobRef(hash: packed.hash, size: packed.size, holders: holders)
     }

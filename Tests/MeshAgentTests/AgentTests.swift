@@ -559,3 +559,53 @@ struct AgentFuzzTests {
         #expect(status.coordinator.term < 1000)
     }
 }
+
+@Suite("Agent files")
+struct AgentFileTests {
+    @Test("a data directory others could read is made 0700; state.db and its -wal and -shm are 0600")
+    func modes() throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let dir = DataDirectory(path: t.sub("d"))
+        _ = try MeshSetup.initialise(dir)
+        chmod(dir.path, 0o755)
+        let warning = try dir.create()
+        #expect(warning?.contains("now 0700") == true)
+        let a = try RunningAgent(reuse: t)
+        defer { a.agent.shutdown() }
+        var st = stat()
+        #expect(stat(dir.path, &st) == 0 && st.st_mode & 0o777 == 0o700)
+        for file in [dir.stateDatabase, dir.stateDatabase + "-wal", dir.stateDatabase + "-shm"] {
+            #expect(stat(file, &st) == 0 && st.st_mode & 0o777 == 0o600, "\(file): \(String(st.st_mode & 0o777, radix: 8))")
+        }
+    }
+
+    @Test("a member's directory without its state (state.db missing or empty) is refused; --rejoin-as-new starts it over", arguments: [true, false])
+    func lostState(emptyFile: Bool) throws {
+        let t = try TemporaryDirectory("ma")
+        defer { t.remove() }
+        let first = try RunningAgent(reuse: nil)
+        let dirPath = first.agent.configuration.dataDirectory
+        let oldID = first.agent.nodeID
+        first.agent.shutdown()
+        unlink(dirPath.stateDatabase + "-wal")
+        unlink(dirPath.stateDatabase + "-shm")
+        if emptyFile { truncate(dirPath.stateDatabase, 0) } else { unlink(dirPath.stateDatabase) }
+        let config = AgentConfiguration(dataDirectory: dirPath, listen: .tcp(host: "127.0.0.1", port: 0))
+        let refused: Result<Agent, AgentError> = Result { () throws(AgentError) in try Agent.start(config) }
+        switch refused {
+        case .success(let agent):
+            agent.shutdown()
+            Issue.record("started from a directory that lost its state")
+        case .failure(let e):
+            #expect(e == .lostState(dirPath.path))
+            #expect(e.description.contains("--rejoin-as-new"))
+        }
+        var again = config
+        again.rejoinAsNew = true
+        let fresh = try Agent.start(again)
+        #expect(fresh.nodeID != oldID)
+        fresh.shutdown()
+        first.directory.remove()
+    }
+}

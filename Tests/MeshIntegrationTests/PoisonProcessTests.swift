@@ -88,6 +88,14 @@ struct PoisonProcessTests {
             var st = stat()
             #expect(stat(dest + "/out/own", &st) == 0 && st.st_mode & 0o777 == 0o600, "a copy keeps no more permission than its source")
 
+            // A tracked symbolic link is not packed, and submit says so.
+            let repo = try jobs.repository(s, ["data.txt": "x\n"])
+            symlink("data.txt", repo + "/link")
+            let git = try ChildProcess.spawn("/bin/sh", ["-c", "cd '\(repo)' && git add link && git -c user.email=t@t -c user.name=t commit -qm link"])
+            #expect(git.wait(timeout: .seconds(20)) == .exited(0))
+            let withLink = try jobs.mesh(s, in: repo, ["submit", "--data-dir", dir, "--wait", "--", "test", "-f", "data.txt"])
+            #expect(withLink.exitCode == 0 && withLink.stderr.contains("left out of the code bundle") && withLink.stderr.contains("link"), "\(withLink)")
+
             // Every agent is up, one coordinator leads in a sane term, and a normal job runs.
             for a in agents { #expect(a.process.wait(timeout: .zero) == nil, "an agent died:\n\((try? String(contentsOfFile: a.log, encoding: .utf8)) ?? "")") }
             let status = try #require(s.status(agents[0].dataDir))
