@@ -435,6 +435,7 @@ final class ConsensusShell {
         f.jobIds = query.jobIDs
         f.sweeps = query.sweeps
         f.sweepIds = query.sweepIDs
+        f.request = query.request
         membership.peerLinks.send([Wire.encode(.forwardedStatus(f), requestID: id)], to: leader, address: address, loop: loop)
         scheduleRetries(loop)
     }
@@ -455,11 +456,20 @@ final class ConsensusShell {
                 ? state.sweepList.map { Wire.wire($0, summary: true, jobs: state.jobs) }
                 : query.sweepIDs.compactMap { state.sweeps[$0] }.map { Wire.wire($0) }
         } else if query.jobs {
-            reply.jobs = query.jobIDs.isEmpty ? state.jobList.map(Wire.wire) : query.jobIDs.compactMap { state.jobs[$0] }.map(Wire.wire)
+            if query.jobIDs.isEmpty {
+                // A page, newest first: no reply grows with the history.
+                let page = state.page(query.page)
+                reply.jobs = page.jobs.map(Wire.wire)
+                reply.moreJobs = page.more
+                reply.nextBefore = page.nextBefore
+            } else {
+                reply.jobs = query.jobIDs.prefix(ClusterState.JobQuery.defaultLimit).compactMap { state.jobs[$0] }.map(Wire.wire)
+            }
         } else {
-            // The summary `mesh status` shows: what runs and what waits.
-            reply.jobs = state.jobs.values.filter { !$0.state.isTerminal }.sorted { $0.id < $1.id }.map(Wire.wire)
+            // The summary `mesh status` shows: what runs, the first few that wait, and counts.
+            reply.jobs = state.summaryJobs().map(Wire.wire)
         }
+        for (s, n) in state.stateCounts { reply.jobCounts[s.rawValue] = UInt64(n) }
         return reply
     }
 
@@ -621,6 +631,8 @@ struct StatusQuery {
     var jobIDs: [UInt64] = []
     var sweeps = false
     var sweepIDs: [UInt64] = []
+    /// The client's request as it came (pages and filters, passed on to the coordinator).
+    var request = WireStatusRequest()
 
     init() {}
     init(_ r: WireStatusRequest) {
@@ -628,11 +640,19 @@ struct StatusQuery {
         jobIDs = r.jobIds
         sweeps = r.sweeps
         sweepIDs = r.sweepIds
+        request = r
     }
     init(_ f: WireForwardedStatus) {
         jobs = f.jobs
         jobIDs = f.jobIds
         sweeps = f.sweeps
         sweepIDs = f.sweepIds
+        request = f.request
+    }
+
+    /// The page of jobs asked for (unknown states are ignored).
+    var page: ClusterState.JobQuery {
+        ClusterState.JobQuery(limit: Int(request.limit), before: request.before, states: Set(request.states.compactMap(JobState.init(rawValue:))),
+                              name: request.name, node: request.node == 0 ? nil : NodeID(request.node), sinceMillis: request.sinceMs)
     }
 }

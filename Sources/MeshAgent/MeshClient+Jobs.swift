@@ -3,19 +3,52 @@ import MeshCore
 import MeshWire
 
 extension MeshClient {
-    /// Jobs as the coordinator has them (all, or these).
+    /// Jobs as the coordinator has them: these, or all of them (by id; fetched a page at a time,
+    /// so no answer grows with the history).
     public func jobs(_ ids: [JobID] = [], local: Bool = false, timeout: Duration = .seconds(10)) throws(ClientError) -> [Job] {
+        guard ids.isEmpty else {
+            var request = WireStatusRequest()
+            request.local = local
+            request.jobs = true
+            request.jobIds = ids
+            return try jobs(request, timeout: timeout).jobs
+        }
+        var out: [Job] = []
+        var query = ClusterState.JobQuery()
+        while true {
+            let page = try jobs(query, local: local, timeout: timeout)
+            out += page.jobs
+            guard page.more else { break }
+            query.before = page.nextBefore
+        }
+        return out.reversed()
+    }
+
+    /// One page of jobs, newest first, filtered by the agent; `more` if older ones may match
+    /// (`nextBefore` continues).
+    public func jobs(_ query: ClusterState.JobQuery, local: Bool = false, timeout: Duration = .seconds(10)) throws(ClientError)
+        -> (jobs: [Job], more: Bool, nextBefore: JobID)
+    {
         var request = WireStatusRequest()
         request.local = local
         request.jobs = true
-        request.jobIds = ids
+        request.limit = UInt32(clamping: query.limit)
+        request.before = query.before
+        request.states = query.states.map(\.rawValue).sorted()
+        request.name = query.name
+        request.node = query.node?.rawValue ?? 0
+        request.sinceMs = query.sinceMillis
+        return try jobs(request, timeout: timeout)
+    }
+
+    private func jobs(_ request: WireStatusRequest, timeout: Duration) throws(ClientError) -> (jobs: [Job], more: Bool, nextBefore: JobID) {
         let reply = try call(.statusRequest(request), timeout: timeout)
         guard case .statusReply(let status) = reply.body else { throw .unexpectedReply(address) }
         var out: [Job] = []
         for w in status.jobs {
             do { out.append(try Wire.job(w)) } catch { throw .badReply(address, error) }
         }
-        return out
+        return (out, status.moreJobs, status.nextBefore)
     }
 
     /// Uploads a file as a content-addressed blob; the agent stores it on `replicas` live nodes

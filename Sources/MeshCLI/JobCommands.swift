@@ -121,6 +121,9 @@ struct JobsCommand: ParsableCommand {
     @Option(name: .long, help: "Only jobs whose latest attempt is on this node.") var node: String?
     @Option(name: .long, help: "Only jobs whose name contains this.") var name: String?
     @Option(name: .long, help: "Only the jobs of this sweep (s12, or last-sweep).") var sweep: String?
+    @Option(name: .long, help: "The latest N jobs that match (default 50).") var limit: Int = 50
+    @Flag(name: .long, help: "Every job that matches, however many (fetched a page at a time).") var all = false
+    @Option(name: .long, help: ArgumentHelp("Only jobs submitted within this long (e.g. 2h).", valueName: "DURATION")) var since: TimeSpan?
     @Flag(name: .long, help: "JSON.") var json = false
     @OptionGroup var data: DataOptions
     @OptionGroup var remote: RemoteOptions
@@ -129,22 +132,35 @@ struct JobsCommand: ParsableCommand {
         for s in state where JobState(rawValue: s) == nil {
             throw ValidationError("unknown state '\(s)'; one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        try checkBound(limit, "--limit", 1...1_000_000)
+        try TimeSpan.check(since, "--since", 0.001...Double(Limits.maxTimeoutSeconds) * 100)
     }
 
     func run() throws {
         try withClient(data, remote) { client in
             let names = nodeNames(client)
-            let all: [Job]
+            var query = ClusterState.JobQuery(states: Set(state.compactMap(JobState.init(rawValue:))), name: name ?? "")
+            if let since { query.sinceMillis = unixMillis() - Int64(since.duration.milliseconds) }
+            if let node {
+                guard let id = names.first(where: { $0.value == node })?.key else { throw SubmitRefused(message: "no node named '\(node)' in the mesh") }
+                query.node = id
+            }
+            var jobs: [Job] = []
+            var more = false
             if let sweep {
                 guard let id = try SweepReference.parse(sweep, data: data) else { throw ValidationError("'\(sweep)' is not a sweep (s12, or last-sweep)") }
-                all = try client.jobs(batched: try SweepReference.fetch(id, client: client).jobIDs)
+                jobs = try client.jobs(batched: try SweepReference.fetch(id, client: client).jobIDs).filter(query.matches)
             } else {
-                all = try client.jobs()
-            }
-            let jobs = all.filter { j in
-                (state.isEmpty || state.contains(j.state.rawValue))
-                    && (node == nil || j.current.map { names[$0.node] == node } == true)
-                    && (name == nil || j.displayName.contains(name!))
+                // Pages from the agent, newest first, filtered there: the latest `limit`, or all.
+                while true {
+                    query.limit = all ? ClusterState.JobQuery.defaultLimit : min(limit - jobs.count, ClusterState.JobQuery.defaultLimit)
+                    let page = try client.jobs(query)
+                    jobs += page.jobs
+                    more = page.more
+                    guard more, all || jobs.count < limit else { break }
+                    query.before = page.nextBefore
+                }
+                jobs.reverse()
             }
             if json { return try printJSON(jobs.map { JobView($0, names: names) }) }
             var rows = [["ID", "NAME", "STATE", "NODE", "TRY", "START", "END", "REASON"]]
@@ -154,6 +170,7 @@ struct JobsCommand: ParsableCommand {
                              a.map { "\($0.number)" } ?? "-", clock(a?.startedAt), clock(a?.endedAt), String(j.reason.prefix(50))])
             }
             printTable(rows)
+            if more && !all { print("(the latest \(jobs.count); --limit N or --all for more)") }
         }
     }
 }

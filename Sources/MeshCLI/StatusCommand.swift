@@ -114,8 +114,10 @@ struct StatusReport: Encodable {
     var join: Join
     var coordinator: Coordinator
     var members: [Member]
-    /// Jobs not yet ended: running (with their node) and queued.
+    /// Jobs on nodes (with their node), and the first few queued.
     var jobs: [QueuedJob]
+    /// How many jobs the mesh has in each state.
+    var jobCounts: [String: UInt64]
 
     struct QueuedJob: Encodable {
         var id: UInt64
@@ -149,6 +151,7 @@ struct StatusReport: Encodable {
             QueuedJob(id: j.id, name: j.spec.name.isEmpty ? (j.spec.command.first ?? "job") : j.spec.name, state: j.state,
                       node: (j.state == "running" || j.state == "assigned") ? j.attempts.last.map { name($0.node) } : nil, reason: j.reason)
         }
+        jobCounts = s.jobCounts
         let voters = Set(c.voters), learners = Set(c.learners)
         let runningOn = Dictionary(grouping: jobs.filter { $0.node != nil }, by: { $0.node! }).mapValues(\.count)
         members = s.members.map { m in
@@ -199,14 +202,16 @@ struct StatusReport: Encodable {
         }
         out += Table(header: ["NAME", "ADDRESS", "STATE", "ROLE", "CLASS", "SLOTS", "CPUS", "MEMORY", "GPUS", "VERSION", "INC", "LAST HEARD", "RUNNING"], rows: rows).text
         let queued = jobs.filter { $0.node == nil }
-        var byState: [String: Int] = [:]
-        for j in queued { byState[j.state, default: 0] += 1 }
-        out += "\njobs: \(jobs.count - queued.count) running"
-        if !queued.isEmpty {
-            out += " · queue: " + byState.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        let waiting = ["pending", "waiting", "held"].compactMap { s in jobCounts[s].map { "\($0) \(s)" } }
+        let waitingCount = ["pending", "waiting", "held"].reduce(UInt64(0)) { $0 + (jobCounts[$1] ?? 0) }
+        out += "\njobs: \((jobCounts["running"] ?? 0) + (jobCounts["assigned"] ?? 0)) running"
+        if !waiting.isEmpty {
+            out += " · queue: " + waiting.joined(separator: ", ")
             for j in queued.prefix(5) { out += "\n  \(j.id) \(j.name.prefix(40)): \(j.state)\(j.reason.isEmpty ? "" : " (\(j.reason))")" }
-            if queued.count > 5 { out += "\n  … \(queued.count - 5) more (mesh jobs)" }
+            if waitingCount > UInt64(queued.prefix(5).count) { out += "\n  … \(waitingCount - UInt64(queued.prefix(5).count)) more (mesh jobs --state pending)" }
         }
+        let ended = ["succeeded", "failed", "cancelled"].compactMap { s in jobCounts[s].map { "\($0) \(s)" } }
+        if !ended.isEmpty { out += "\nended: " + ended.joined(separator: ", ") }
         var reasons = members.compactMap { m -> String? in
             if m.draining {
                 return "\(m.name) \(m.drained ? "drained" : "draining")" + (m.drainDeadlineSeconds.map { ": what still runs \(Self.seconds($0)) after the drain began is requeued" } ?? "")

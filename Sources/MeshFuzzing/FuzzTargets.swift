@@ -96,7 +96,17 @@ public enum FuzzTargets {
         let bytes = Wire.encode(state)
         do {
             let back = try Wire.clusterState(bytes)
-            if back != state { problems.append("a snapshot does not restore the state it was taken of") }
+            if back != state {
+                var parts: [String] = []
+                if back.nodes != state.nodes { parts.append("nodes") }
+                if back.sessions != state.sessions { parts.append("sessions \(state.sessions.filter { back.sessions[$0.key] != $0.value }.prefix(2))") }
+                if back.settings != state.settings { parts.append("settings") }
+                if back.jobs != state.jobs { parts.append("jobs \(state.jobs.filter { back.jobs[$0.key] != $0.value }.keys.prefix(3))") }
+                if back.sweeps != state.sweeps { parts.append("sweeps") }
+                if back.stateCounts != state.stateCounts { parts.append("counts") }
+                if back.nextJobID != state.nextJobID || back.nextSweepID != state.nextSweepID { parts.append("next ids") }
+                problems.append("a snapshot does not restore the state it was taken of: \(parts.isEmpty ? "an index" : parts.joined(separator: ", "))")
+            }
         } catch {
             problems.append("a snapshot of the state cannot be read back: \(error)")
         }

@@ -67,6 +67,9 @@ extension ClusterState {
         guard spec.timeoutSeconds <= Limits.maxTimeoutSeconds else {
             return "a timeout is at most \(Limits.maxTimeoutSeconds / 86_400) days (\(Limits.maxTimeoutSeconds) s), not \(spec.timeoutSeconds) s"
         }
+        // (Node 0 means "any node" on the wire: a spec pinned to it would change when a snapshot
+        // of a staging sweep is read back. Found by the apply fuzzer.)
+        if spec.node?.rawValue == 0 { return "a job pinned to node 0, which is no node" }
         guard spec.env.count <= Limits.maxEnvironment, spec.labels.count <= Limits.maxLabels, spec.results.count <= Limits.maxResultPatterns,
               spec.after.count <= Limits.maxDependencies, spec.parameters.count <= Limits.maxParameters else {
             return "too many environment variables, labels, result patterns, dependencies or values (at most \(Limits.maxEnvironment), \(Limits.maxLabels), \(Limits.maxResultPatterns), \(Limits.maxDependencies), \(Limits.maxParameters))"
@@ -178,6 +181,9 @@ extension ClusterState {
             if let p = Self.invalid(job.spec) { out.append("job \(id) holds an invalid spec: \(p)") }
             if job.history.isEmpty { out.append("job \(id) has no history") }
         }
+        var counts: [JobState: Int] = [:]
+        for job in jobs.values { counts[job.state, default: 0] += 1 }
+        if counts != stateCounts { out.append("state counts \(stateCounts) disagree with the jobs' \(counts)") }
         for id in activeIDs.union(pendingIDs).union(waitingIDs) where jobs[id] == nil { out.append("index names job \(id), which does not exist") }
         for (id, s) in sweeps {
             if id != s.id || id >= nextSweepID { out.append("sweep \(id) out of place (\(s.id), next \(nextSweepID))") }

@@ -239,6 +239,8 @@ public struct ClusterState: Sendable, Equatable {
     private(set) var waitingIDs: Set<JobID> = []
     /// The ids of the jobs waiting for a node.
     public private(set) var pendingIDs: Set<JobID> = []
+    /// How many jobs are in each state (kept by `store`: `mesh status` shows counts, not lists).
+    public private(set) var stateCounts: [JobState: Int] = [:]
     /// The newest job with each identity (plans reuse them) and each job's dependents.
     private(set) var identities: [String: JobID] = [:]
     private(set) var dependents: [JobID: [JobID]] = [:]
@@ -364,7 +366,11 @@ public struct ClusterState: Sendable, Equatable {
     }
 
     mutating func store(_ job: Job) {
-        if jobs.updateValue(job, forKey: job.id) == nil {
+        let old = jobs.updateValue(job, forKey: job.id)
+        // (No zero counts kept: a state restored from a snapshot must equal the one it was taken of.)
+        if let old { let c = stateCounts[old.state, default: 0] - 1; stateCounts[old.state] = c == 0 ? nil : c }
+        stateCounts[job.state, default: 0] += 1
+        if old == nil {
             if !job.spec.identity.isEmpty { identities[job.spec.identity] = job.id }
             for d in job.spec.after { dependents[d, default: []].append(job.id) }
             if job.spec.canary, let node = job.spec.node { canaryIDs[node, default: []].append(job.id) }

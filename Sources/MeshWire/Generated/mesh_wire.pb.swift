@@ -865,6 +865,23 @@ public nonisolated struct WireStatusRequest: Sendable {
 
   public var sweepIds: [UInt64] = []
 
+  /// Jobs without ids come a page at a time, newest first: at most `limit` (0: a default) of
+  /// those with an id below `before` (0: from the newest) that match the filters.
+  public var limit: UInt32 = 0
+
+  public var before: UInt64 = 0
+
+  public var states: [String] = []
+
+  /// Jobs whose name contains this.
+  public var name: String = String()
+
+  /// Jobs whose latest attempt is on this node.
+  public var node: UInt64 = 0
+
+  /// Jobs submitted at or after this (Unix milliseconds).
+  public var sinceMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -958,6 +975,23 @@ public nonisolated struct WireStatusReply: @unchecked Sendable {
   public var settings: Dictionary<String,String> {
     get {_storage._settings}
     set {_uniqueStorage()._settings = newValue}
+  }
+
+  /// How many jobs the mesh has in each state (every status reply).
+  public var jobCounts: Dictionary<String,UInt64> {
+    get {_storage._jobCounts}
+    set {_uniqueStorage()._jobCounts = newValue}
+  }
+
+  /// A page of jobs: more may match below `next_before` (pass it as `before`).
+  public var moreJobs: Bool {
+    get {_storage._moreJobs}
+    set {_uniqueStorage()._moreJobs = newValue}
+  }
+
+  public var nextBefore: UInt64 {
+    get {_storage._nextBefore}
+    set {_uniqueStorage()._nextBefore = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1917,9 +1951,21 @@ public nonisolated struct WireForwardedStatus: Sendable {
 
   public var sweepIds: [UInt64] = []
 
+  /// The client's whole request (pages and filters of jobs).
+  public var request: WireStatusRequest {
+    get {_request ?? WireStatusRequest()}
+    set {_request = newValue}
+  }
+  /// Returns true if `request` has been explicitly set.
+  public var hasRequest: Bool {self._request != nil}
+  /// Clears the value of `request`. Subsequent reads from it will return its default value.
+  public mutating func clearRequest() {self._request = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _request: WireStatusRequest? = nil
 }
 
 public nonisolated struct WireJobResources: Sendable {
@@ -4337,7 +4383,7 @@ nonisolated extension WireGossipJoinRejected: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}local\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0\u{1}limit\0\u{1}before\0\u{1}states\0\u{1}name\0\u{1}node\0\u{3}since_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4350,6 +4396,12 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.sweeps) }()
       case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.sweepIds) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.before) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.states) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 10: try { try decoder.decodeSingularFixed64Field(value: &self.node) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.sinceMs) }()
       default: break
       }
     }
@@ -4371,6 +4423,24 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.sweepIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.sweepIds, fieldNumber: 5)
     }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 6)
+    }
+    if self.before != 0 {
+      try visitor.visitSingularUInt64Field(value: self.before, fieldNumber: 7)
+    }
+    if !self.states.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.states, fieldNumber: 8)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 9)
+    }
+    if self.node != 0 {
+      try visitor.visitSingularFixed64Field(value: self.node, fieldNumber: 10)
+    }
+    if self.sinceMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sinceMs, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4380,6 +4450,12 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.jobIds != rhs.jobIds {return false}
     if lhs.sweeps != rhs.sweeps {return false}
     if lhs.sweepIds != rhs.sweepIds {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.before != rhs.before {return false}
+    if lhs.states != rhs.states {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.sinceMs != rhs.sinceMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4387,7 +4463,7 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0\u{1}sweeps\0\u{1}settings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}node_id\0\u{1}members\0\u{1}join\0\u{3}local_health\0\u{3}gossip_sent\0\u{3}gossip_received\0\u{3}uptime_seconds\0\u{1}coordinator\0\u{1}nodes\0\u{1}jobs\0\u{1}sweeps\0\u{1}settings\0\u{3}job_counts\0\u{3}more_jobs\0\u{3}next_before\0")
 
   fileprivate class _StorageClass {
     var _node: WireNodeInfo? = nil
@@ -4403,6 +4479,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _jobs: [WireJobRecord] = []
     var _sweeps: [WireSweepRecord] = []
     var _settings: Dictionary<String,String> = [:]
+    var _jobCounts: Dictionary<String,UInt64> = [:]
+    var _moreJobs: Bool = false
+    var _nextBefore: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4426,6 +4505,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _jobs = source._jobs
       _sweeps = source._sweeps
       _settings = source._settings
+      _jobCounts = source._jobCounts
+      _moreJobs = source._moreJobs
+      _nextBefore = source._nextBefore
     }
   }
 
@@ -4457,6 +4539,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._sweeps) }()
         case 13: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._settings) }()
+        case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._jobCounts) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._moreJobs) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._nextBefore) }()
         default: break
         }
       }
@@ -4508,6 +4593,15 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._settings.isEmpty {
         try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._settings, fieldNumber: 13)
       }
+      if !_storage._jobCounts.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._jobCounts, fieldNumber: 14)
+      }
+      if _storage._moreJobs != false {
+        try visitor.visitSingularBoolField(value: _storage._moreJobs, fieldNumber: 15)
+      }
+      if _storage._nextBefore != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._nextBefore, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4530,6 +4624,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._jobs != rhs_storage._jobs {return false}
         if _storage._sweeps != rhs_storage._sweeps {return false}
         if _storage._settings != rhs_storage._settings {return false}
+        if _storage._jobCounts != rhs_storage._jobCounts {return false}
+        if _storage._moreJobs != rhs_storage._moreJobs {return false}
+        if _storage._nextBefore != rhs_storage._nextBefore {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6366,7 +6463,7 @@ nonisolated extension WireForwardedWrite: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ForwardedStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{3}job_ids\0\u{1}sweeps\0\u{3}sweep_ids\0\u{1}request\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6378,12 +6475,17 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.jobIds) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.sweeps) }()
       case 4: try { try decoder.decodeRepeatedUInt64Field(value: &self.sweepIds) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._request) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.jobs != false {
       try visitor.visitSingularBoolField(value: self.jobs, fieldNumber: 1)
     }
@@ -6396,6 +6498,9 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.sweepIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.sweepIds, fieldNumber: 4)
     }
+    try { if let v = self._request {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6404,6 +6509,7 @@ nonisolated extension WireForwardedStatus: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.jobIds != rhs.jobIds {return false}
     if lhs.sweeps != rhs.sweeps {return false}
     if lhs.sweepIds != rhs.sweepIds {return false}
+    if lhs._request != rhs._request {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
