@@ -149,7 +149,10 @@ struct JobsCommand: ParsableCommand {
             var more = false
             if let sweep {
                 guard let id = try SweepReference.parse(sweep, data: data) else { throw ValidationError("'\(sweep)' is not a sweep (s12, or last-sweep)") }
-                jobs = try client.jobs(batched: try SweepReference.fetch(id, client: client).jobIDs).filter(query.matches)
+                // (A closure, not `filter(query.matches)`: the partial application of a method of
+                // a captured `var` crashed this debug build with a bad pointer.)
+                let q = query
+                jobs = try client.jobs(batched: try SweepReference.fetch(id, client: client).jobIDs).filter { q.matches($0) }
             } else {
                 // Pages from the agent, newest first, filtered there: the latest `limit`, or all.
                 while true {
