@@ -82,6 +82,8 @@ struct AttemptSpec: Codable {
     var ignoreLease: Bool? = nil
     /// The most result files the attempt may keep (the mesh setting `max_result_files`).
     var maxResultFiles: Int? = nil
+    /// `--keep-workspace`: the agent leaves the workspace after the attempt ends.
+    var keepWorkspace: Bool? = nil
 }
 
 struct AttemptStarted: Codable {

@@ -117,14 +117,33 @@ final class JobsShell {
 
     // MARK: Start and adoption
 
+    /// Deletes an ended attempt's workspace (its results are in the results archive, its log
+    /// beside the workspace), off the I/O thread: a big tree takes long to delete, and the I/O
+    /// thread keeps the heartbeats going.
+    private func removeWorkspace(_ files: AttemptFiles) {
+        let workspace = files.workspace
+        background.async { [logger] in
+            do {
+                if FileManager.default.fileExists(atPath: workspace) { try FileManager.default.removeItem(atPath: workspace) }
+            } catch {
+                logger.warning("cannot delete an ended attempt's workspace", metadata: ["path": "\(workspace)", "why": "\(error)"])
+            }
+        }
+    }
+
     /// Attempts whose supervisors outlived the previous agent are adopted; their results (if any)
     /// are reported as soon as the coordinator can hear them.
     func start(loop: TransportLoop) {
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: attemptsDirectory)) ?? []).sorted() {
             guard let key = AttemptFiles.key(name) else { continue }
             let files = AttemptFiles(directory: attemptsDirectory + "/" + name)
-            guard !FileManager.default.fileExists(atPath: files.directory + "/reported"),
-                  FileManager.default.fileExists(atPath: files.spec) else { continue }
+            if FileManager.default.fileExists(atPath: files.directory + "/reported") {
+                // Reported before the last stop, its workspace may still be there (kept by a
+                // release that kept them all, or deleted half way): it goes now, unless kept.
+                if !(files.read(AttemptSpec.self, files.spec)?.keepWorkspace ?? false) { removeWorkspace(files) }
+                continue
+            }
+            guard FileManager.default.fileExists(atPath: files.spec) else { continue }
             // Its lease and the node that took its submission are read from the state as it comes.
             var a = LocalAttempt(phase: .running, files: files, lease: .zero, via: nil)
             a.supervisorIdentity = files.supervisor()
@@ -241,7 +260,8 @@ final class JobsShell {
             resultsLimit: settings.resultsLimit,
             killGrace: consensus.state.seconds(.killGraceSeconds) ?? settings.killGrace,
             ignoreLease: consensus.state.fencingDisabled ? true : nil,
-            maxResultFiles: consensus.state.setting(.maxResultFiles) ?? Limits.defaultResultFiles)
+            maxResultFiles: consensus.state.setting(.maxResultFiles) ?? Limits.defaultResultFiles,
+            keepWorkspace: spec.keepWorkspace ? true : nil)
         do {
             try files.write(attemptSpec, files.spec)
         } catch {
@@ -487,6 +507,7 @@ final class JobsShell {
                 // Taken (or refused as stale): this attempt is done with here.
                 _ = FileManager.default.createFile(atPath: a.files.directory + "/reported", contents: nil)
                 local[first.key] = nil
+                if consensus.state.jobs[first.key.job]?.spec.keepWorkspace != true { removeWorkspace(a.files) }
                 if case .rejected(let why) = Wire.outcome(r.outcome) {
                     logger.info("the coordinator refused a report", metadata: ["attempt": "\(first.key)", "why": "\(why)"])
                 }

@@ -38,6 +38,7 @@ struct SubmitCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Start only after this job succeeded (repeatable; `last` works).", valueName: "JOB")) var after: [String] = []
     @Option(name: .long, help: ArgumentHelp("How long the worker may be out of touch before the job is stopped (and run elsewhere after a grace).", valueName: "DURATION")) var lease: TimeSpan?
     @Flag(name: .long, help: "Submit it held: it waits for `mesh release`.") var hold = false
+    @Flag(name: .long, help: "Keep each attempt's workspace on its worker after it ends (default: deleted once its results are collected).") var keepWorkspace = false
     @Flag(name: .long, help: "Wait until it ends; exit with its exit code.") var wait = false
     @Flag(name: .long, help: "Stream its log until it ends (implies --wait).") var follow = false
     @Flag(name: .long, help: "Print the job as JSON.") var json = false
@@ -185,7 +186,7 @@ extension SubmitCommand {
             resources: Resources(slots: slots, cpus: cpus, memoryMB: memoryMB ?? 0, gpus: gpus), nodeClass: nodeClass, labels: pairs(label),
             timeoutSeconds: timeout.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, retries: retries,
             priority: priority, results: results, after: try after.map { try JobReference.resolve($0, data: data) },
-            leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold)
+            leaseSeconds: lease.map { UInt64(max(1, $0.duration.components.seconds)) } ?? 0, held: hold, keepWorkspace: keepWorkspace)
     }
 
     /// `--matrix` / `-x`: a one-stage sweep of this command.

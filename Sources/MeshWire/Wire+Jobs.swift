@@ -43,6 +43,7 @@ extension Wire {
         w.identity = s.identity
         w.node = s.node?.rawValue ?? 0
         w.canary = s.canary
+        w.keepWorkspace = s.keepWorkspace
         return w
     }
 
@@ -181,7 +182,7 @@ extension Wire {
             throw .malformed("job command too long")
         }
         guard w.env.count <= 1000, w.results.count <= 1000, w.after.count <= 10_000, w.parameters.count <= 1000 else { throw .malformed("job spec too large") }
-        return JobSpec(
+        var spec = JobSpec(
             name: w.name, command: w.command, env: w.env,
             resources: Resources(slots: Int(w.resources.slots), cpus: Int(w.resources.cpus),
                                  memoryMB: Int(clamping: w.resources.memoryMb), gpus: Int(w.resources.gpus)),
@@ -189,6 +190,8 @@ extension Wire {
             priority: Int(w.priority), results: w.results, after: w.after, leaseSeconds: w.leaseSeconds, held: w.held,
             workdir: w.workdir, sweep: w.sweep, stage: w.stage, parameters: w.parameters.map { Parameter($0.name, $0.value) },
             identity: w.identity, node: w.node == 0 ? nil : NodeID(w.node), canary: w.canary)
+        spec.keepWorkspace = w.keepWorkspace
+        return spec
     }
 
     public static func blob(_ w: WireBlobRef) -> BlobRef {

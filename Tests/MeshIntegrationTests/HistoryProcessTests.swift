@@ -37,4 +37,24 @@ struct HistoryProcessTests {
             #expect(ping.exitCode == 0, "\(ping)")
         }
     }
+
+    @Test("an ended attempt's workspace is deleted once its end is reported (its log and results stay); --keep-workspace keeps it")
+    func workspaces() async throws {
+        let s = try Scratch()
+        defer { s.cleanUp() }
+        try await onProcessThread {
+            let d = try s.startMesh(1)[0].dataDir
+            let script = "mkdir out && echo result > out/r && echo scratch > big && echo 'RESULTS: out'"
+            let plain = try s.mesh(["submit", "--data-dir", d, "--no-code", "--wait", "--", "sh", "-c", script])
+            let kept = try s.mesh(["submit", "--data-dir", d, "--no-code", "--keep-workspace", "--wait", "--", "sh", "-c", script])
+            #expect(plain.exitCode == 0 && kept.exitCode == 0, "\(plain) \(kept)")
+            let gone = s.waitFor(.seconds(20)) { !FileManager.default.fileExists(atPath: d + "/attempts/1.1/workspace") }
+            #expect(gone != nil, "the workspace of job 1 is still there")
+            #expect(FileManager.default.fileExists(atPath: d + "/attempts/1.1/log"))
+            #expect(FileManager.default.fileExists(atPath: d + "/attempts/2.1/workspace/big"), "--keep-workspace kept it")
+            let dest = s.dir.sub("r")
+            let results = try s.mesh(["results", "1", dest, "--data-dir", d])
+            #expect(results.exitCode == 0 && (try? String(contentsOfFile: dest + "/out/r", encoding: .utf8)) == "result\n", "\(results)")
+        }
+    }
 }

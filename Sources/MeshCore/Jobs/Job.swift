@@ -58,14 +58,18 @@ public struct JobSpec: Sendable, Equatable {
     /// A canary: the only kind of job a quarantined node takes; its success re-admits the node,
     /// and it is never retried or requeued.
     public var canary: Bool = false
+    /// Keep each attempt's workspace on its worker after it ends (`--keep-workspace`); by default
+    /// it is deleted once the results are collected and the end is reported.
+    public var keepWorkspace: Bool = false
 
     public init(
         name: String = "", command: [String], env: [String: String] = [:], resources: Resources = .init(),
         nodeClass: String = "", labels: [String: String] = [:], timeoutSeconds: UInt64 = 0, retries: Int = 0,
         priority: Int = 0, results: [String] = [], after: [JobID] = [], leaseSeconds: UInt64 = 0, held: Bool = false,
         workdir: String = "", sweep: SweepID = 0, stage: String = "", parameters: [Parameter] = [], identity: String = "",
-        node: NodeID? = nil, canary: Bool = false
+        node: NodeID? = nil, canary: Bool = false, keepWorkspace: Bool = false
     ) {
+        self.keepWorkspace = keepWorkspace
         self.name = name
         self.command = command
         self.env = env

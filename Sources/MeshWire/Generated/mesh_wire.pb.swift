@@ -2097,6 +2097,13 @@ public nonisolated struct WireJobSpec: @unchecked Sendable {
     set {_uniqueStorage()._canary = newValue}
   }
 
+  /// Keep the attempt's workspace on its worker after it ends (default: deleted once the results
+  /// are collected and the end reported).
+  public var keepWorkspace: Bool {
+    get {_storage._keepWorkspace}
+    set {_uniqueStorage()._keepWorkspace = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -6562,7 +6569,7 @@ nonisolated extension WireJobResources: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0\u{1}sweep\0\u{1}stage\0\u{1}parameters\0\u{1}identity\0\u{1}node\0\u{1}canary\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}command\0\u{1}env\0\u{1}resources\0\u{3}node_class\0\u{1}labels\0\u{3}timeout_seconds\0\u{1}retries\0\u{1}priority\0\u{1}results\0\u{1}after\0\u{3}lease_seconds\0\u{1}held\0\u{1}workdir\0\u{1}sweep\0\u{1}stage\0\u{1}parameters\0\u{1}identity\0\u{1}node\0\u{1}canary\0\u{3}keep_workspace\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -6585,6 +6592,7 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
     var _identity: String = String()
     var _node: UInt64 = 0
     var _canary: Bool = false
+    var _keepWorkspace: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6615,6 +6623,7 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       _identity = source._identity
       _node = source._node
       _canary = source._canary
+      _keepWorkspace = source._keepWorkspace
     }
   }
 
@@ -6653,6 +6662,7 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
         case 19: try { try decoder.decodeSingularFixed64Field(value: &_storage._node) }()
         case 20: try { try decoder.decodeSingularBoolField(value: &_storage._canary) }()
+        case 21: try { try decoder.decodeSingularBoolField(value: &_storage._keepWorkspace) }()
         default: break
         }
       }
@@ -6725,6 +6735,9 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
       if _storage._canary != false {
         try visitor.visitSingularBoolField(value: _storage._canary, fieldNumber: 20)
       }
+      if _storage._keepWorkspace != false {
+        try visitor.visitSingularBoolField(value: _storage._keepWorkspace, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6754,6 +6767,7 @@ nonisolated extension WireJobSpec: SwiftProtobuf.Message, SwiftProtobuf._Message
         if _storage._identity != rhs_storage._identity {return false}
         if _storage._node != rhs_storage._node {return false}
         if _storage._canary != rhs_storage._canary {return false}
+        if _storage._keepWorkspace != rhs_storage._keepWorkspace {return false}
         return true
       }
       if !storagesAreEqual {return false}
