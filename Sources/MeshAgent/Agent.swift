@@ -176,7 +176,7 @@ public final class Agent: Sendable {
                 handler.membership = shell
                 let consensus = try ConsensusShell(
                     id: id, store: store, settings: coordinatorSettings, membership: shell, node: node, logger: logger,
-                    requestStop: { stop.set(true) }, loop: loop)
+                    requestStop: { stop.set(true) }, loop: loop, post: { [weak transport] work in transport?.execute(work) })
                 handler.consensus = consensus
                 let jobs = try JobsShell(
                     id: id, name: configuration.name, consensus: consensus, membership: shell, directory: dir,

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import MeshCore
 import MeshTransport
@@ -54,6 +55,11 @@ final class ConsensusShell {
     private var timer: TimerID?
     private var failed = false
     private var limiter = LogLimiter()
+    /// Runs work on the I/O thread again, from another thread.
+    private let post: @Sendable (@escaping @Sendable (TransportLoop) -> Void) -> Void
+    /// A snapshot is being encoded on `background`.
+    private var snapshotting = false
+    private let background = DispatchQueue(label: "mesh.snapshot")
 
     /// Proposals of ours waiting to be applied, by log index.
     private var waiting: [Consensus.Index: [Waiting]] = [:]
@@ -96,7 +102,8 @@ final class ConsensusShell {
 
     init(
         id: NodeID, store: RaftStore, settings: CoordinatorSettings, membership: MembershipShell, node: Box<WireNodeInfo>,
-        logger: Logger, requestStop: @escaping @Sendable () -> Void, loop: TransportLoop
+        logger: Logger, requestStop: @escaping @Sendable () -> Void, loop: TransportLoop,
+        post: @escaping @Sendable (@escaping @Sendable (TransportLoop) -> Void) -> Void = { _ in }
     ) throws(StoreError) {
         let stored = try store.load() ?? Consensus.Stored()
         var state = ClusterState()
@@ -114,6 +121,7 @@ final class ConsensusShell {
         self.node = node
         self.logger = logger
         self.requestStop = requestStop
+        self.post = post
         origin = loop.now
         bootOrigin = BootClock.now()
         instance = Consensus.Instance(id: id, stored: stored, settings: settings.raft, seed: UInt64.random(in: .min ... .max), now: bootOrigin)
@@ -261,11 +269,27 @@ final class ConsensusShell {
         }
     }
 
+    /// Every `snapshotEvery` entries the state is encoded off the I/O thread (a copy: the state is
+    /// a value), and the log compacted up to it once that is done. Encoding a state of tens of
+    /// thousands of jobs took the I/O thread for long enough that members were suspected and the
+    /// leadership moved.
     private func maybeSnapshot(_ loop: TransportLoop) {
         let base = instance.snapshot?.index ?? 0
-        guard instance.appliedIndex >= base + settings.snapshotEvery else { return }
-        carryOut(instance.compact(upTo: instance.appliedIndex, data: Wire.encode(state), now: now(loop)), loop: loop)
-        logger.debug("snapshot taken", metadata: ["index": "\(instance.appliedIndex)"])
+        guard !snapshotting, instance.appliedIndex >= base + settings.snapshotEvery, state.appliedIndex == instance.appliedIndex else { return }
+        snapshotting = true
+        let copy = state, index = instance.appliedIndex
+        background.async { [post] in
+            let data = Wire.encode(copy)
+            post { loop in (loop.handler as? AgentHandler)?.consensus?.snapshotEncoded(index: index, data: data, loop: loop) }
+        }
+    }
+
+    private func snapshotEncoded(index: Consensus.Index, data: [UInt8], loop: TransportLoop) {
+        snapshotting = false
+        guard !failed else { return }
+        // (A no-op if a snapshot from the coordinator replaced the log up to there meanwhile.)
+        carryOut(instance.compact(upTo: index, data: data, now: now(loop)), loop: loop)
+        logger.debug("snapshot taken", metadata: ["index": "\(index)", "bytes": "\(data.count)"])
     }
 
     // MARK: Writes
