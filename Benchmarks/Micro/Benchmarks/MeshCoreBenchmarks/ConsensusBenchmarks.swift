@@ -140,7 +140,7 @@ final class InMemoryRaft {
                 preconditionFailure("a node fell behind a snapshot: the benchmark's network lost something")
             case .scheduleTick(let at):
                 tickAt[i] = at
-            case .roleChanged:
+            case .roleChanged, .dropped:
                 break
             }
         }
