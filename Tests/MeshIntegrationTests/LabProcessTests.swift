@@ -285,7 +285,8 @@ struct LabProcessTests {
             #expect(count == 1, "one scale-up in flight at a time: the command ran \(count) times")
             // Idle for 6 s (time enough to join and be given the job first, on a loaded machine):
             // it drains, leaves, runs its command (which never sees the token), and its agent stops.
-            #expect(s.waitFor(.seconds(40)) { FileManager.default.fileExists(atPath: idle) } != nil)
+            // (Until its line is written: the shell creates the file before echo writes to it.)
+            #expect(s.waitFor(.seconds(40)) { (try? String(contentsOfFile: idle, encoding: .utf8))?.hasSuffix("\n") == true } != nil)
             #expect((try? String(contentsOfFile: idle, encoding: .utf8)) == ".\n", "the idle command's environment has no MESH_TOKEN")
             #expect(s.waitFor(.seconds(10)) { s.status(n0)?.state(of: "scaled") == "left" } != nil)
             #expect(s.waitFor(.seconds(10)) { AgentLauncher.runningAgent(DataDirectory(path: scaled)) == nil } != nil)
